@@ -1,0 +1,49 @@
+//! `GET`, `HEAD` and `DELETE` of blobs, with byte ranges.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use marina_oci::{Digest, RepoName, media_type};
+use marina_registry::{ByteRange, Registry};
+
+use super::{empty_with_length, value};
+use crate::error::ApiError;
+
+pub(super) async fn get(registry: &Registry, name: &RepoName, digest: &Digest, head: bool, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let range = headers.get(header::RANGE).map(parse_range).transpose()?;
+    let blob = registry.read_blob(name, digest, range).await?;
+    let length = blob.range.end - blob.range.start;
+    let mut response = if head { empty_with_length(length) } else { Response::new(Body::from_stream(blob.stream)) };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, value(length.to_string()));
+    h.insert(header::CONTENT_TYPE, value(media_type::OCTET_STREAM));
+    h.insert("Docker-Content-Digest", value(digest.to_string()));
+    h.insert(header::ACCEPT_RANGES, value("bytes"));
+    h.insert(header::ETAG, value(format!("\"{digest}\"")));
+    if range.is_some() {
+        let (start, end) = (blob.range.start, blob.range.end.saturating_sub(1));
+        h.insert(header::CONTENT_RANGE, value(format!("bytes {start}-{end}/{}", blob.size)));
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    Ok(response)
+}
+
+pub(super) async fn delete(registry: &Registry, name: &RepoName, digest: &Digest) -> Result<Response, ApiError> {
+    registry.delete_blob(name, digest).await?;
+    Ok(super::accepted())
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` (one range; multiple ranges are refused).
+fn parse_range(raw: &axum::http::HeaderValue) -> Result<ByteRange, ApiError> {
+    let text = raw.to_str().unwrap_or("");
+    let invalid = || ApiError::range_header_invalid("Range", text);
+    let spec = text.trim().strip_prefix("bytes=").ok_or_else(invalid)?;
+    let (a, b) = spec.split_once('-').ok_or_else(invalid)?;
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| invalid());
+    match (a.trim().is_empty(), b.trim().is_empty()) {
+        (false, false) => Ok(ByteRange::FromTo(num(a)?, num(b)?)),
+        (false, true) => Ok(ByteRange::From(num(a)?)),
+        (true, false) => Ok(ByteRange::Last(num(b)?)),
+        (true, true) => Err(invalid()),
+    }
+}

@@ -1,0 +1,57 @@
+//! Listings: tags and catalog (paged, with `Link`), and referrers (an image index).
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use marina_oci::{Digest, RepoName, media_type};
+use marina_registry::{Page, Registry};
+
+use super::value;
+use crate::error::ApiError;
+
+/// The most entries one page returns, and the page size when `n` is absent.
+pub(crate) const MAX_PAGE: usize = 10_000;
+
+pub(super) async fn tags(registry: &Registry, name: &RepoName, n: Option<usize>, last: Option<String>) -> Result<Response, ApiError> {
+    let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let page = registry.list_tags(name, last.as_deref(), n).await?;
+    let body = serde_json::json!({ "name": name.as_str(), "tags": page.items });
+    Ok(paged(body, &page, &format!("/v2/{name}/tags/list"), n))
+}
+
+pub(super) async fn catalog(registry: &Registry, n: Option<usize>, last: Option<String>) -> Result<Response, ApiError> {
+    let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let page = registry.catalog(last.as_deref(), n).await?;
+    let body = serde_json::json!({ "repositories": page.items });
+    Ok(paged(body, &page, "/v2/_catalog", n))
+}
+
+pub(super) async fn referrers(
+    registry: &Registry,
+    name: &RepoName,
+    subject: &Digest,
+    artifact_type: Option<String>,
+) -> Result<Response, ApiError> {
+    let manifests = registry.referrers(name, subject, artifact_type.as_deref()).await?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut response = (StatusCode::OK, serde_json::to_vec(&index).expect("index serializes")).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, value(media_type::OCI_INDEX));
+    if artifact_type.is_some() {
+        h.insert("OCI-Filters-Applied", value("artifactType"));
+    }
+    Ok(response)
+}
+
+/// A JSON page, with `Link: <...>; rel="next"` while more entries remain.
+fn paged(body: serde_json::Value, page: &Page, path: &str, n: usize) -> Response {
+    let mut response = super::json(StatusCode::OK, &body);
+    if let (true, Some(last)) = (page.more, page.items.last()) {
+        let link = format!("<{path}?n={n}&last={last}>; rel=\"next\"");
+        response.headers_mut().insert(header::LINK, value(link));
+    }
+    response
+}

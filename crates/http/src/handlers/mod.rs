@@ -1,0 +1,81 @@
+//! Request handling: parse the [`Endpoint`], call the registry, shape the response.
+
+mod blobs;
+mod listings;
+mod manifests;
+pub(crate) mod uploads;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use marina_registry::Registry;
+
+use crate::endpoint::Endpoint;
+use crate::error::ApiError;
+
+/// The route template a response answered, for the request log.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RouteTemplate(pub(crate) &'static str);
+
+/// The one handler behind `/`: every path is parsed here, so names of any depth work.
+pub(crate) async fn handle(State(registry): State<Registry>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let endpoint = match Endpoint::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
+        Ok(endpoint) => endpoint,
+        Err(e) => return e.into_response(),
+    };
+    let template = endpoint.template();
+    let mut response = dispatch(&registry, endpoint, &parts.headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(RouteTemplate(template));
+    response
+}
+
+async fn dispatch(registry: &Registry, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    use Endpoint as E;
+    match endpoint {
+        E::Base => Ok(json(axum::http::StatusCode::OK, &serde_json::json!({}))),
+        E::Catalog { n, last } => listings::catalog(registry, n, last).await,
+        E::ListTags { name, n, last } => listings::tags(registry, &name, n, last).await,
+        E::Referrers { name, subject, artifact_type } => listings::referrers(registry, &name, &subject, artifact_type).await,
+        E::GetManifest { name, reference, head } => manifests::get(registry, &name, &reference, head).await,
+        E::PutManifest { name, reference, tags } => manifests::put(registry, &name, &reference, &tags, headers, body).await,
+        E::DeleteManifest { name, reference } => manifests::delete(registry, &name, &reference).await,
+        E::GetBlob { name, digest, head } => blobs::get(registry, &name, &digest, head, headers).await,
+        E::DeleteBlob { name, digest } => blobs::delete(registry, &name, &digest).await,
+        E::StartUpload { name, start } => uploads::start(registry, &name, start, body).await,
+        E::GetUpload { name, id } => uploads::status(registry, &name, &id).await,
+        E::PatchUpload { name, id } => uploads::patch(registry, &name, &id, headers, body).await,
+        E::FinishUpload { name, id, digest } => uploads::finish(registry, &name, &id, &digest, headers, body).await,
+        E::CancelUpload { name, id } => uploads::cancel(registry, &name, &id).await,
+    }
+}
+
+/// A header value from text we built (digests, numbers, validated names).
+pub(crate) fn value(s: impl AsRef<str>) -> HeaderValue {
+    HeaderValue::from_str(s.as_ref()).expect("header values are built from validated parts")
+}
+
+/// A response with no body but the given `Content-Length` (for `HEAD`).
+pub(crate) fn empty_with_length(length: u64) -> Response {
+    let mut response = Response::new(Body::empty());
+    response.headers_mut().insert(header::CONTENT_LENGTH, value(length.to_string()));
+    response
+}
+
+/// `202 Accepted` with an empty body.
+pub(crate) fn accepted() -> Response {
+    let mut response = empty_with_length(0);
+    *response.status_mut() = axum::http::StatusCode::ACCEPTED;
+    response
+}
+
+/// A JSON response.
+pub(crate) fn json(status: axum::http::StatusCode, body: &serde_json::Value) -> Response {
+    let bytes = serde_json::to_vec(body).expect("JSON values serialize");
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, value("application/json"));
+    response
+}

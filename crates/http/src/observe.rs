@@ -1,0 +1,64 @@
+//! What every response gets on its way out: a request id, the API version header, a log line
+//! (method, route template, status, bytes, duration), and a 500 with an OCI body for a panic.
+
+use std::any::Any;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::handlers::{RouteTemplate, value};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static PROCESS_TAG: LazyLock<String> = LazyLock::new(|| {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+});
+
+/// Logs and labels one request.
+pub(crate) async fn observe(request: Request, next: Next) -> Response {
+    let id = format!("{}-{:x}", *PROCESS_TAG, NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let method = request.method().clone();
+    let started = Instant::now();
+    let span = tracing::info_span!("request", id = %id);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let route = response.extensions().get::<RouteTemplate>().map_or("-", |r| r.0);
+    let bytes = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    tracing::info!(
+        parent: &span,
+        method = %method,
+        route,
+        status = response.status().as_u16(),
+        bytes,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
+    let h = response.headers_mut();
+    h.insert("Docker-Distribution-API-Version", value("registry/2.0"));
+    h.insert("X-Request-Id", value(id));
+    response
+}
+
+/// A handler panicked: answer 500 with an OCI body; the server keeps serving.
+pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = what, "a request handler panicked");
+    let body = serde_json::json!({
+        "errors": [{ "code": "UNAVAILABLE", "message": "internal server error; see the registry's log", "detail": null }]
+    });
+    crate::handlers::json(StatusCode::INTERNAL_SERVER_ERROR, &body)
+}

@@ -1,0 +1,85 @@
+//! The OCI registry's rules on top of a [`Store`]: upload sessions, blobs, manifests, tags,
+//! referrers, the catalog and deletes. It knows storage keys but not HTTP.
+
+mod blobs;
+mod catalog;
+mod error;
+mod keys;
+mod locks;
+mod manifests;
+mod referrers;
+mod tags;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use marina_store::Store;
+
+pub use blobs::{BlobRead, ByteRange};
+pub use error::{Error, Result};
+pub use manifests::{ManifestPut, StoredManifest};
+pub use uploads::{UploadId, UploadStatus};
+
+/// A page of a sorted listing, and whether more entries follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The entries, in order.
+    pub items: Vec<String>,
+    /// Whether entries remain after the last one.
+    pub more: bool,
+}
+
+/// The registry's behaviour switches.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Whether manifests, tags and blobs may be deleted.
+    pub delete_enabled: bool,
+    /// The largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+    /// How long an upload session may sit idle before it is purged.
+    pub upload_expiry: Duration,
+    /// Whether `POST ?mount=` without `from` may mount from any repository holding the blob.
+    pub mount_without_from: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            delete_enabled: true,
+            max_manifest_bytes: 4 * 1024 * 1024,
+            upload_expiry: Duration::from_secs(24 * 3600),
+            mount_without_from: false,
+        }
+    }
+}
+
+/// The registry: cheap to clone, shared by every request.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    sessions: Arc<locks::SessionLocks>,
+}
+
+impl Registry {
+    /// A registry over `store`.
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            sessions: Arc::default(),
+        }
+    }
+
+    /// The registry's configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn ensure_deletes_enabled(&self) -> Result<()> {
+        if self.config.delete_enabled { Ok(()) } else { Err(Error::DeleteDisabled) }
+    }
+}

@@ -1,0 +1,47 @@
+//! The storage layer's errors.
+
+/// What went wrong in a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No object under that key.
+    #[error("no object under key {0}")]
+    NotFound(String),
+    /// The input stream failed (for example, the client went away mid-upload).
+    #[error("reading the input failed: {0}")]
+    Input(#[source] std::io::Error),
+    /// The backend failed.
+    #[error("storage I/O failed on {key}: {source}")]
+    Io {
+        /// The key being worked on.
+        key: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The backend cannot be reached for now.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Error {
+    /// Wraps an I/O error met while working on `key`; a missing file becomes [`Error::NotFound`].
+    pub fn io(key: impl std::fmt::Display, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Self::NotFound(key.to_string())
+        } else {
+            Self::Io {
+                key: key.to_string(),
+                source,
+            }
+        }
+    }
+
+    /// Whether this is [`Error::NotFound`].
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound(_))
+    }
+}
+
+/// The storage layer's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

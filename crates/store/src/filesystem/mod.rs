@@ -1,0 +1,207 @@
+//! The filesystem backend: one file per object under a root folder, written through a temp
+//! file, fsync, rename and directory fsync, so a returned write survives a crash.
+
+mod listing;
+mod write;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::{ByteStream, Error, InputStream, Key, Result, Store};
+use listing::Listings;
+
+/// Where temp files are written before their rename (same filesystem as the objects).
+const TMP_DIR: &str = ".tmp";
+/// The lock file that keeps a second process off the same root.
+const LOCK_FILE: &str = ".lock";
+/// Bytes read per step when streaming an object out.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Objects as files under a root folder. The process holds an exclusive lock on the root: the
+/// listing cache assumes it is the only writer.
+#[derive(Debug)]
+pub struct FileStore {
+    root: PathBuf,
+    listings: Listings,
+    _lock: Arc<std::fs::File>,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) a store rooted at `root` and locks it for this process.
+    ///
+    /// # Errors
+    /// When the folder cannot be created or written, or another process holds its lock.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        let io = |e| Error::io(root.display(), e);
+        std::fs::create_dir_all(root.join(TMP_DIR)).map_err(io)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(LOCK_FILE))
+            .map_err(io)?;
+        lock.try_lock().map_err(|_| Error::Io {
+            key: root.display().to_string(),
+            source: std::io::Error::other(
+                "another marina process is using this storage folder (its .lock is held)",
+            ),
+        })?;
+        clear_temp_files(&root.join(TMP_DIR));
+        Ok(Self {
+            root,
+            listings: Listings::default(),
+            _lock: Arc::new(lock),
+        })
+    }
+
+    fn path(&self, key: &Key) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let mut id = [0u8; 12];
+        getrandom::fill(&mut id).expect("the OS random source works");
+        let name: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        self.root.join(TMP_DIR).join(name)
+    }
+}
+
+/// Temp files left by a crash are garbage: nothing points at them.
+fn clear_temp_files(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    key: &Key,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(|e| Error::io(key, e)),
+        Err(join) => Err(Error::io(key, std::io::Error::other(join.to_string()))),
+    }
+}
+
+#[async_trait]
+impl Store for FileStore {
+    async fn get(&self, key: &Key) -> Result<Bytes> {
+        let path = self.path(key);
+        blocking(key, move || std::fs::read(path)).await.map(Bytes::from)
+    }
+
+    async fn size(&self, key: &Key) -> Result<u64> {
+        let path = self.path(key);
+        let meta = blocking(key, move || std::fs::metadata(path)).await?;
+        if meta.is_file() { Ok(meta.len()) } else { Err(Error::NotFound(key.to_string())) }
+    }
+
+    async fn read(&self, key: &Key, range: Range<u64>) -> Result<ByteStream> {
+        let mut file = tokio::fs::File::open(self.path(key)).await.map_err(|e| Error::io(key, e))?;
+        file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(|e| Error::io(key, e))?;
+        let reader = file.take(range.end - range.start);
+        let owned = key.clone();
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+            .map(move |r| r.map_err(|e| Error::io(&owned, e)));
+        Ok(Box::pin(stream))
+    }
+
+    async fn put(&self, key: &Key, value: Bytes) -> Result<()> {
+        let (tmp, path) = (self.temp_path(), self.path(key));
+        blocking(key, move || write::replace_file(&tmp, &path, &value)).await?;
+        self.listings.inserted(key).await;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        let path = self.path(key);
+        blocking(key, move || write::remove_file(&path)).await?;
+        self.listings.removed(key).await;
+        Ok(())
+    }
+
+    async fn delete_prefix(&self, prefix: &Key) -> Result<()> {
+        let path = self.path(prefix);
+        blocking(prefix, move || write::remove_dir(&path)).await?;
+        self.listings.removed_prefix(prefix).await;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &Key, start_after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let dir = self.path(prefix);
+        self.listings.page(prefix, dir, start_after, limit).await
+    }
+
+    async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
+        let path = self.path(key);
+        let file = blocking(key, move || write::open_for_append(&path, offset)).await?;
+        let length = write::stream_into(file, offset, input, key).await?;
+        self.listings.inserted(key).await;
+        Ok(length)
+    }
+
+    async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
+        let (from, dest) = (self.path(staged), self.path(to));
+        blocking(to, move || write::rename_durably(&from, &dest)).await?;
+        self.listings.removed(staged).await;
+        self.listings.inserted(to).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_store_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        crate::testsuite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_second_process_cannot_open_the_same_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = FileStore::open(dir.path()).unwrap();
+        let err = FileStore::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("another marina process"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn listings_see_files_written_before_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::new("a/b/c").unwrap();
+        {
+            let store = FileStore::open(dir.path()).unwrap();
+            store.put(&key, Bytes::from_static(b"x")).await.unwrap();
+        }
+        let store = FileStore::open(dir.path()).unwrap();
+        let page = store.list(&Key::new("a/").unwrap(), None, 10).await.unwrap();
+        assert_eq!(page, ["b/c"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_leaves_no_object_visible_at_the_final_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let staged = Key::new("staging/x").unwrap();
+        let input = futures_util::stream::iter([
+            Ok(Bytes::from_static(b"partial")),
+            Err(std::io::Error::other("client went away")),
+        ]);
+        let err = store.append(&staged, 0, Box::pin(input)).await.unwrap_err();
+        assert!(matches!(err, Error::Input(_)));
+        assert!(store.size(&Key::new("final/x").unwrap()).await.unwrap_err().is_not_found());
+    }
+}

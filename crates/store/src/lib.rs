@@ -1,0 +1,63 @@
+//! The storage layer: the [`Store`] trait (bytes under keys), its backends, and the
+//! conformance suite every backend passes. It knows nothing of OCI or HTTP.
+
+mod error;
+pub mod filesystem;
+mod key;
+pub mod memory;
+pub mod testsuite;
+
+use std::ops::Range;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use error::{Error, Result};
+pub use key::{Key, KeyError};
+
+/// A stream of bytes read from a store.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// A stream of bytes to write, such as a request body. Its errors are the source's own.
+pub type InputStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// An object store: whole objects under keys, plus append-only staging objects for uploads.
+///
+/// Every write is atomic and durable when it returns: a reader sees the old object or the new
+/// one, never part of one, and a write that returned survives a crash.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Reads a whole object. Meant for small objects (manifests, links, session state).
+    async fn get(&self, key: &Key) -> Result<Bytes>;
+
+    /// The size of an object in bytes.
+    async fn size(&self, key: &Key) -> Result<u64>;
+
+    /// Streams `range` of an object (already checked to lie within it).
+    async fn read(&self, key: &Key, range: Range<u64>) -> Result<ByteStream>;
+
+    /// Stores a whole object, replacing any object under that key.
+    async fn put(&self, key: &Key, value: Bytes) -> Result<()>;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, key: &Key) -> Result<()>;
+
+    /// Deletes every object whose key starts with `prefix` (a folder-like prefix).
+    async fn delete_prefix(&self, prefix: &Key) -> Result<()>;
+
+    /// Up to `limit` keys under `prefix`, relative to it, in byte order, starting after
+    /// `start_after` (relative too). Costs O(limit), not O(objects under prefix).
+    async fn list(&self, prefix: &Key, start_after: Option<&str>, limit: usize)
+    -> Result<Vec<String>>;
+
+    /// Writes `input` into the staging object `key` from byte `offset` on, discarding anything
+    /// stored past `offset` before. Returns the new length once the bytes are durable. If it
+    /// fails, the bytes up to `offset` are untouched.
+    async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64>;
+
+    /// Makes the staging object `staged` readable as the immutable object `to`, atomically,
+    /// and removes it from staging.
+    async fn promote(&self, staged: &Key, to: &Key) -> Result<()>;
+}

@@ -1,0 +1,76 @@
+//! Running the server: open storage, build the registry and router, serve until SIGTERM or
+//! SIGINT (letting requests in flight finish), and purge stale uploads in the background.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use marina_registry::Registry;
+use marina_store::{Store, filesystem::FileStore};
+
+use crate::config::{Settings, StorageConfig};
+
+/// Serves until a shutdown signal.
+pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings.storage)?;
+    let registry = Registry::new(store, settings.registry.clone());
+    tokio::spawn(purge_uploads(registry.clone()));
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+    tracing::info!(listen = %settings.listen, storage = %settings.storage, "marina is serving");
+    axum::serve(listener, marina_http::router(registry))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("stopped: every request in flight has finished");
+    Ok(())
+}
+
+fn open_store(config: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match config {
+        StorageConfig::Filesystem { path } => {
+            let store = FileStore::open(path).with_context(|| format!("opening storage folder {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Stale upload sessions are purged every half expiry (at most hourly).
+async fn purge_uploads(registry: Registry) {
+    let every = (registry.config().upload_expiry / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match registry.purge_stale_uploads().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged stale upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "purging stale upload sessions failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}
