@@ -77,19 +77,72 @@ struct Names {
     key: &'static str,
 }
 
-const LISTEN: Names = Names { id: "listen", flag: "--listen", env: "MARINA_LISTEN", key: "listen" };
-const DRIVER: Names = Names { id: "storage_driver", flag: "--storage-driver", env: "STORAGE_DRIVER", key: "storage.driver" };
-const PATH: Names = Names { id: "storage_path", flag: "--storage-path", env: "STORAGE_PATH", key: "storage.path" };
-const DELETE: Names = Names { id: "delete_enabled", flag: "--delete-enabled", env: "MARINA_DELETE_ENABLED", key: "delete_enabled" };
-const MANIFEST: Names =
-    Names { id: "max_manifest_size", flag: "--max-manifest-size", env: "MARINA_MAX_MANIFEST_SIZE", key: "max_manifest_size" };
-const EXPIRY: Names = Names { id: "upload_expiry", flag: "--upload-expiry", env: "MARINA_UPLOAD_EXPIRY", key: "upload_expiry" };
-const MOUNT: Names =
-    Names { id: "mount_without_from", flag: "--mount-without-from", env: "MARINA_MOUNT_WITHOUT_FROM", key: "mount_without_from" };
-const LOG_LEVEL: Names = Names { id: "log_level", flag: "--log-level", env: "MARINA_LOG_LEVEL", key: "log.level" };
-const LOG_FORMAT: Names = Names { id: "log_format", flag: "--log-format", env: "MARINA_LOG_FORMAT", key: "log.format" };
+const LISTEN: Names = Names {
+    id: "listen",
+    flag: "--listen",
+    env: "MARINA_LISTEN",
+    key: "listen",
+};
+const DRIVER: Names = Names {
+    id: "storage_driver",
+    flag: "--storage-driver",
+    env: "STORAGE_DRIVER",
+    key: "storage.driver",
+};
+const PATH: Names = Names {
+    id: "storage_path",
+    flag: "--storage-path",
+    env: "STORAGE_PATH",
+    key: "storage.path",
+};
+const DELETE: Names = Names {
+    id: "delete_enabled",
+    flag: "--delete-enabled",
+    env: "MARINA_DELETE_ENABLED",
+    key: "delete_enabled",
+};
+const MANIFEST: Names = Names {
+    id: "max_manifest_size",
+    flag: "--max-manifest-size",
+    env: "MARINA_MAX_MANIFEST_SIZE",
+    key: "max_manifest_size",
+};
+const EXPIRY: Names = Names {
+    id: "upload_expiry",
+    flag: "--upload-expiry",
+    env: "MARINA_UPLOAD_EXPIRY",
+    key: "upload_expiry",
+};
+const MOUNT: Names = Names {
+    id: "mount_without_from",
+    flag: "--mount-without-from",
+    env: "MARINA_MOUNT_WITHOUT_FROM",
+    key: "mount_without_from",
+};
+const LOG_LEVEL: Names = Names {
+    id: "log_level",
+    flag: "--log-level",
+    env: "MARINA_LOG_LEVEL",
+    key: "log.level",
+};
+const LOG_FORMAT: Names = Names {
+    id: "log_format",
+    flag: "--log-format",
+    env: "MARINA_LOG_FORMAT",
+    key: "log.format",
+};
 
-const FILE_KEYS: [&Names; 9] = [&LISTEN, &DRIVER, &PATH, &DELETE, &MANIFEST, &EXPIRY, &MOUNT, &LOG_LEVEL, &LOG_FORMAT];
+const FILE_KEYS: [&Names; 9] = [
+    &LISTEN,
+    &DRIVER,
+    &PATH,
+    &DELETE,
+    &MANIFEST,
+    &EXPIRY,
+    &MOUNT,
+    &LOG_LEVEL,
+    &LOG_FORMAT,
+];
 
 /// Where the registry keeps its data.
 #[derive(Debug, Clone)]
@@ -158,8 +211,14 @@ impl Sources<'_> {
         accepted: &str,
         parse: impl Fn(&str) -> Option<T>,
     ) -> Result<T, ConfigError> {
-        let (raw, origin) = self.lookup(names, given).unwrap_or_else(|| (default.to_owned(), Origin::Default));
-        parse(&raw).ok_or_else(|| ConfigError(format!("invalid value {raw:?} for {origin}: expected {accepted}")))
+        let (raw, origin) = self
+            .lookup(names, given)
+            .unwrap_or_else(|| (default.to_owned(), Origin::Default));
+        parse(&raw).ok_or_else(|| {
+            ConfigError(format!(
+                "invalid value {raw:?} for {origin}: expected {accepted}"
+            ))
+        })
     }
 }
 
@@ -182,10 +241,18 @@ fn file_value(table: &toml::Table, dotted: &str) -> Option<String> {
 }
 
 fn load_file(path: &PathBuf, origin: &str) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read the configuration file {} (from {origin}): {e}", path.display())))?;
-    let table: toml::Table =
-        text.parse().map_err(|e| ConfigError(format!("configuration file {} is not valid TOML: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read the configuration file {} (from {origin}): {e}",
+            path.display()
+        ))
+    })?;
+    let table: toml::Table = text.parse().map_err(|e| {
+        ConfigError(format!(
+            "configuration file {} is not valid TOML: {e}",
+            path.display()
+        ))
+    })?;
     check_known_keys(&table, "", path)?;
     Ok(table)
 }
@@ -195,9 +262,13 @@ fn check_known_keys(table: &toml::Table, prefix: &str, path: &PathBuf) -> Result
     for (key, value) in table {
         let dotted = format!("{prefix}{key}");
         let known_leaf = FILE_KEYS.iter().any(|n| n.key == dotted);
-        let known_table = FILE_KEYS.iter().any(|n| n.key.starts_with(&format!("{dotted}.")));
+        let known_table = FILE_KEYS
+            .iter()
+            .any(|n| n.key.starts_with(&format!("{dotted}.")));
         match value {
-            toml::Value::Table(inner) if known_table => check_known_keys(inner, &format!("{dotted}."), path)?,
+            toml::Value::Table(inner) if known_table => {
+                check_known_keys(inner, &format!("{dotted}."), path)?
+            }
             _ if known_leaf => {}
             _ => {
                 let keys: Vec<&str> = FILE_KEYS.iter().map(|n| n.key).collect();
@@ -225,30 +296,88 @@ impl Settings {
             }
             None => None,
         };
-        let s = Sources { args: matches, file };
-        let listen = s.get(&LISTEN, args.listen.as_ref(), "0.0.0.0:5000", "HOST:PORT such as 0.0.0.0:5000", |v| v.parse().ok())?;
-        let driver = s.get(&DRIVER, args.storage_driver.as_ref(), "filesystem", "filesystem", |v| (v == "filesystem").then_some(()))?;
-        let path = s.get(&PATH, args.storage_path.as_ref(), "./registry-data", "a folder path", |v| (!v.is_empty()).then(|| PathBuf::from(v)))?;
+        let s = Sources {
+            args: matches,
+            file,
+        };
+        let listen = s.get(
+            &LISTEN,
+            args.listen.as_ref(),
+            "0.0.0.0:5000",
+            "HOST:PORT such as 0.0.0.0:5000",
+            |v| v.parse().ok(),
+        )?;
+        let driver = s.get(
+            &DRIVER,
+            args.storage_driver.as_ref(),
+            "filesystem",
+            "filesystem",
+            |v| (v == "filesystem").then_some(()),
+        )?;
+        let path = s.get(
+            &PATH,
+            args.storage_path.as_ref(),
+            "./registry-data",
+            "a folder path",
+            |v| (!v.is_empty()).then(|| PathBuf::from(v)),
+        )?;
         let storage = match driver {
             () => StorageConfig::Filesystem { path },
         };
         let registry = marina_registry::Config {
-            delete_enabled: s.get(&DELETE, args.delete_enabled.as_ref(), "true", "true or false", parse_bool)?,
-            max_manifest_bytes: s.get(&MANIFEST, args.max_manifest_size.as_ref(), "4MiB", "a size from 1KiB to 64MiB such as 4MiB", |v| {
-                parse_size(v).filter(|n| (1024..=64 << 20).contains(n))
-            })?,
-            upload_expiry: s.get(&EXPIRY, args.upload_expiry.as_ref(), "24h", "a duration such as 90s, 30m, 24h or 7d", parse_duration)?,
-            mount_without_from: s.get(&MOUNT, args.mount_without_from.as_ref(), "false", "true or false", parse_bool)?,
+            delete_enabled: s.get(
+                &DELETE,
+                args.delete_enabled.as_ref(),
+                "true",
+                "true or false",
+                parse_bool,
+            )?,
+            max_manifest_bytes: s.get(
+                &MANIFEST,
+                args.max_manifest_size.as_ref(),
+                "4MiB",
+                "a size from 1KiB to 64MiB such as 4MiB",
+                |v| parse_size(v).filter(|n| (1024..=64 << 20).contains(n)),
+            )?,
+            upload_expiry: s.get(
+                &EXPIRY,
+                args.upload_expiry.as_ref(),
+                "24h",
+                "a duration such as 90s, 30m, 24h or 7d",
+                parse_duration,
+            )?,
+            mount_without_from: s.get(
+                &MOUNT,
+                args.mount_without_from.as_ref(),
+                "false",
+                "true or false",
+                parse_bool,
+            )?,
         };
-        let filter = s.get(&LOG_LEVEL, args.log_level.as_ref(), "info", "a level (error, warn, info, debug, trace) or filter directives", |v| {
-            EnvFilter::try_new(v).ok()
-        })?;
-        let json = s.get(&LOG_FORMAT, args.log_format.as_ref(), "text", "text or json", |v| match v {
-            "text" => Some(false),
-            "json" => Some(true),
-            _ => None,
-        })?;
-        Ok(Self { listen, storage, registry, log: LogConfig { filter, json } })
+        let filter = s.get(
+            &LOG_LEVEL,
+            args.log_level.as_ref(),
+            "info",
+            "a level (error, warn, info, debug, trace) or filter directives",
+            |v| EnvFilter::try_new(v).ok(),
+        )?;
+        let json = s.get(
+            &LOG_FORMAT,
+            args.log_format.as_ref(),
+            "text",
+            "text or json",
+            |v| match v {
+                "text" => Some(false),
+                "json" => Some(true),
+                _ => None,
+            },
+        )?;
+        Ok(Self {
+            listen,
+            storage,
+            registry,
+            log: LogConfig { filter, json },
+        })
     }
 }
 
@@ -315,7 +444,10 @@ mod tests {
 
     #[test]
     fn file_values_are_read_by_dotted_key() {
-        let table: toml::Table = "listen = \"127.0.0.1:1\"\n[storage]\npath = \"/x\"\n[log]\nlevel = \"debug\"\n".parse().unwrap();
+        let table: toml::Table =
+            "listen = \"127.0.0.1:1\"\n[storage]\npath = \"/x\"\n[log]\nlevel = \"debug\"\n"
+                .parse()
+                .unwrap();
         assert_eq!(file_value(&table, "storage.path").unwrap(), "/x");
         assert_eq!(file_value(&table, "listen").unwrap(), "127.0.0.1:1");
         assert!(file_value(&table, "storage.driver").is_none());

@@ -12,7 +12,9 @@ pub(crate) struct LogConfig {
 }
 
 pub(crate) fn init(config: &LogConfig) {
-    let builder = tracing_subscriber::fmt().with_env_filter(config.filter.clone()).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(config.filter.clone())
+        .with_writer(std::io::stderr);
     if config.json {
         builder.json().flatten_event(true).init();
     } else {

@@ -13,7 +13,10 @@ use crate::config::{Settings, StorageConfig};
 
 /// Serves until a shutdown signal.
 pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(serve(settings))
 }
 
@@ -39,7 +42,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 fn open_store(config: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
     match config {
         StorageConfig::Filesystem { path } => {
-            let store = FileStore::open(path).with_context(|| format!("opening storage folder {}", path.display()))?;
+            let store = FileStore::open(path)
+                .with_context(|| format!("opening storage folder {}", path.display()))?;
             Ok(Arc::new(store))
         }
     }
@@ -47,7 +51,8 @@ fn open_store(config: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
 
 /// Stale upload sessions are purged every half expiry (at most hourly).
 async fn purge_uploads(registry: Registry) {
-    let every = (registry.config().upload_expiry / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let every = (registry.config().upload_expiry / 2)
+        .clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
@@ -64,7 +69,8 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = interrupt => {},
             _ = term.recv() => {},

@@ -15,17 +15,39 @@ pub enum Endpoint {
     /// `GET /v2/`.
     Base,
     /// `GET /v2/_catalog`.
-    Catalog { n: Option<usize>, last: Option<String> },
+    Catalog {
+        n: Option<usize>,
+        last: Option<String>,
+    },
     /// `GET /v2/<name>/tags/list`.
-    ListTags { name: RepoName, n: Option<usize>, last: Option<String> },
+    ListTags {
+        name: RepoName,
+        n: Option<usize>,
+        last: Option<String>,
+    },
     /// `GET` or `HEAD /v2/<name>/manifests/<reference>`.
-    GetManifest { name: RepoName, reference: Reference, head: bool },
+    GetManifest {
+        name: RepoName,
+        reference: Reference,
+        head: bool,
+    },
     /// `PUT /v2/<name>/manifests/<reference>[?tag=...]`.
-    PutManifest { name: RepoName, reference: Reference, tags: Vec<Tag> },
+    PutManifest {
+        name: RepoName,
+        reference: Reference,
+        tags: Vec<Tag>,
+    },
     /// `DELETE /v2/<name>/manifests/<reference>`.
-    DeleteManifest { name: RepoName, reference: Reference },
+    DeleteManifest {
+        name: RepoName,
+        reference: Reference,
+    },
     /// `GET` or `HEAD /v2/<name>/blobs/<digest>`.
-    GetBlob { name: RepoName, digest: Digest, head: bool },
+    GetBlob {
+        name: RepoName,
+        digest: Digest,
+        head: bool,
+    },
     /// `DELETE /v2/<name>/blobs/<digest>`.
     DeleteBlob { name: RepoName, digest: Digest },
     /// `POST /v2/<name>/blobs/uploads/` with its options.
@@ -35,11 +57,19 @@ pub enum Endpoint {
     /// `PATCH /v2/<name>/blobs/uploads/<id>`.
     PatchUpload { name: RepoName, id: UploadId },
     /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`.
-    FinishUpload { name: RepoName, id: UploadId, digest: Digest },
+    FinishUpload {
+        name: RepoName,
+        id: UploadId,
+        digest: Digest,
+    },
     /// `DELETE /v2/<name>/blobs/uploads/<id>`.
     CancelUpload { name: RepoName, id: UploadId },
     /// `GET /v2/<name>/referrers/<digest>[?artifactType=]`.
-    Referrers { name: RepoName, subject: Digest, artifact_type: Option<String> },
+    Referrers {
+        name: RepoName,
+        subject: Digest,
+        artifact_type: Option<String>,
+    },
 }
 
 /// What a `POST` to the uploads endpoint asks for.
@@ -49,7 +79,11 @@ pub enum UploadStart {
     /// A whole blob in this request (`?digest=`).
     Monolithic(Digest),
     /// A mount (`?mount=[&from=]`), falling back to a session.
-    Mount { digest: Digest, from: Option<RepoName>, algorithm: Algorithm },
+    Mount {
+        digest: Digest,
+        from: Option<RepoName>,
+        algorithm: Algorithm,
+    },
     /// A session for later chunks.
     Session(Algorithm),
 }
@@ -77,32 +111,69 @@ impl Endpoint {
         let m = method.as_str();
         let endpoint = match (m, route) {
             ("GET" | "HEAD", Route::Base) => Self::Base,
-            ("GET", Route::Catalog) => Self::Catalog { n: q.number("n")?, last: q.get("last") },
-            ("GET", Route::Tags(name)) => Self::ListTags { name: repo(name)?, n: q.number("n")?, last: q.get("last") },
-            ("GET" | "HEAD", Route::Manifest(name, r)) => {
-                Self::GetManifest { name: repo(name)?, reference: lookup_reference(r)?, head: m == "HEAD" }
-            }
-            ("PUT", Route::Manifest(name, r)) => {
-                Self::PutManifest { name: repo(name)?, reference: put_reference(r)?, tags: tag_params(&q)? }
-            }
-            ("DELETE", Route::Manifest(name, r)) => {
-                Self::DeleteManifest { name: repo(name)?, reference: lookup_reference(r)? }
-            }
-            ("GET" | "HEAD", Route::Blob(name, d)) => {
-                Self::GetBlob { name: repo(name)?, digest: digest(d)?, head: m == "HEAD" }
-            }
-            ("DELETE", Route::Blob(name, d)) => Self::DeleteBlob { name: repo(name)?, digest: digest(d)? },
-            ("POST", Route::Uploads(name)) => Self::StartUpload { name: repo(name)?, start: upload_start(&q)? },
-            ("GET", Route::Upload(name, id)) => Self::GetUpload { name: repo(name)?, id: upload_id(id)? },
-            ("PATCH", Route::Upload(name, id)) => Self::PatchUpload { name: repo(name)?, id: upload_id(id)? },
+            ("GET", Route::Catalog) => Self::Catalog {
+                n: q.number("n")?,
+                last: q.get("last"),
+            },
+            ("GET", Route::Tags(name)) => Self::ListTags {
+                name: repo(name)?,
+                n: q.number("n")?,
+                last: q.get("last"),
+            },
+            ("GET" | "HEAD", Route::Manifest(name, r)) => Self::GetManifest {
+                name: repo(name)?,
+                reference: lookup_reference(r)?,
+                head: m == "HEAD",
+            },
+            ("PUT", Route::Manifest(name, r)) => Self::PutManifest {
+                name: repo(name)?,
+                reference: put_reference(r)?,
+                tags: tag_params(&q)?,
+            },
+            ("DELETE", Route::Manifest(name, r)) => Self::DeleteManifest {
+                name: repo(name)?,
+                reference: lookup_reference(r)?,
+            },
+            ("GET" | "HEAD", Route::Blob(name, d)) => Self::GetBlob {
+                name: repo(name)?,
+                digest: digest(d)?,
+                head: m == "HEAD",
+            },
+            ("DELETE", Route::Blob(name, d)) => Self::DeleteBlob {
+                name: repo(name)?,
+                digest: digest(d)?,
+            },
+            ("POST", Route::Uploads(name)) => Self::StartUpload {
+                name: repo(name)?,
+                start: upload_start(&q)?,
+            },
+            ("GET", Route::Upload(name, id)) => Self::GetUpload {
+                name: repo(name)?,
+                id: upload_id(id)?,
+            },
+            ("PATCH", Route::Upload(name, id)) => Self::PatchUpload {
+                name: repo(name)?,
+                id: upload_id(id)?,
+            },
             ("PUT", Route::Upload(name, id)) => {
-                let digest = q.get("digest").ok_or_else(|| ApiError::digest_invalid("the digest parameter is required"))?;
-                Self::FinishUpload { name: repo(name)?, id: upload_id(id)?, digest: digest_param(&digest)? }
+                let digest = q
+                    .get("digest")
+                    .ok_or_else(|| ApiError::digest_invalid("the digest parameter is required"))?;
+                Self::FinishUpload {
+                    name: repo(name)?,
+                    id: upload_id(id)?,
+                    digest: digest_param(&digest)?,
+                }
             }
-            ("DELETE", Route::Upload(name, id)) => Self::CancelUpload { name: repo(name)?, id: upload_id(id)? },
-            ("GET", Route::Referrers(name, d)) => {
-                Self::Referrers { name: repo(name)?, subject: digest(d)?, artifact_type: q.get("artifactType") }
-            }
+            ("DELETE", Route::Upload(name, id)) => Self::CancelUpload {
+                name: repo(name)?,
+                id: upload_id(id)?,
+            },
+            ("GET", Route::Referrers(name, d)) => Self::Referrers {
+                name: repo(name)?,
+                subject: digest(d)?,
+                artifact_type: q.get("artifactType"),
+            },
             _ => return Err(ApiError::method_not_allowed(method, path)),
         };
         Ok(endpoint)
@@ -120,9 +191,10 @@ impl Endpoint {
             }
             Self::GetBlob { .. } | Self::DeleteBlob { .. } => "/v2/<name>/blobs/<digest>",
             Self::StartUpload { .. } => "/v2/<name>/blobs/uploads/",
-            Self::GetUpload { .. } | Self::PatchUpload { .. } | Self::FinishUpload { .. } | Self::CancelUpload { .. } => {
-                "/v2/<name>/blobs/uploads/<id>"
-            }
+            Self::GetUpload { .. }
+            | Self::PatchUpload { .. }
+            | Self::FinishUpload { .. }
+            | Self::CancelUpload { .. } => "/v2/<name>/blobs/uploads/<id>",
             Self::Referrers { .. } => "/v2/<name>/referrers/<digest>",
         }
     }
@@ -141,7 +213,10 @@ fn route(path: &str) -> Option<Route<'_>> {
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(Route::Tags(name));
     }
-    if let Some(name) = rest.strip_suffix("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads")) {
+    if let Some(name) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
         return Some(Route::Uploads(name));
     }
     let (head, last) = rest.rsplit_once('/')?;
@@ -150,7 +225,9 @@ fn route(path: &str) -> Option<Route<'_>> {
         "manifests" => Some(Route::Manifest(name, last)),
         "blobs" => Some(Route::Blob(name, last)),
         "referrers" => Some(Route::Referrers(name, last)),
-        "uploads" => name.strip_suffix("/blobs").map(|name| Route::Upload(name, last)),
+        "uploads" => name
+            .strip_suffix("/blobs")
+            .map(|name| Route::Upload(name, last)),
         _ => None,
     }
 }
@@ -174,7 +251,9 @@ fn lookup_reference(raw: &str) -> Result<Reference, ApiError> {
     if decoded.contains(':') {
         return Ok(Reference::Digest(digest_param(&decoded)?));
     }
-    decoded.parse().map_err(|_| ApiError::manifest_unknown_tag(&decoded))
+    decoded
+        .parse()
+        .map_err(|_| ApiError::manifest_unknown_tag(&decoded))
 }
 
 /// For pushes: a malformed reference is a bad request.
@@ -187,11 +266,15 @@ fn put_reference(raw: &str) -> Result<Reference, ApiError> {
 }
 
 fn tag_params(q: &Query) -> Result<Vec<Tag>, ApiError> {
-    q.all("tag").iter().map(|t| t.parse().map_err(|e| ApiError::tag_invalid(&e))).collect()
+    q.all("tag")
+        .iter()
+        .map(|t| t.parse().map_err(|e| ApiError::tag_invalid(&e)))
+        .collect()
 }
 
 fn upload_id(raw: &str) -> Result<UploadId, ApiError> {
-    raw.parse().map_err(|e: marina_registry::Error| ApiError::from(e))
+    raw.parse()
+        .map_err(|e: marina_registry::Error| ApiError::from(e))
 }
 
 fn upload_start(q: &Query) -> Result<UploadStart, ApiError> {
@@ -200,8 +283,15 @@ fn upload_start(q: &Query) -> Result<UploadStart, ApiError> {
         None => Algorithm::Sha256,
     };
     if let Some(d) = q.get("mount") {
-        let from = q.get("from").map(|f| f.parse().map_err(|e| ApiError::name_invalid(&e))).transpose()?;
-        return Ok(UploadStart::Mount { digest: digest_param(&d)?, from, algorithm });
+        let from = q
+            .get("from")
+            .map(|f| f.parse().map_err(|e| ApiError::name_invalid(&e)))
+            .transpose()?;
+        return Ok(UploadStart::Mount {
+            digest: digest_param(&d)?,
+            from,
+            algorithm,
+        });
     }
     match q.get("digest") {
         Some(d) => Ok(UploadStart::Monolithic(digest_param(&d)?)),
@@ -221,7 +311,10 @@ mod tests {
     }
 
     fn status(method: Method, path: &str) -> u16 {
-        Endpoint::parse(&method, path, None).expect_err(path).status().as_u16()
+        Endpoint::parse(&method, path, None)
+            .expect_err(path)
+            .status()
+            .as_u16()
     }
 
     fn name(s: &str) -> RepoName {
@@ -270,19 +363,33 @@ mod tests {
             (Method::GET, "/v2/a/manifests/sha256:totallywrong", 400),
             (Method::PUT, "/v2/a/manifests/bad%00tag", 400),
             (Method::GET, "/v2/a/blobs/sha256:abc", 400),
-            (Method::GET, "/v2/a/blobs/md5:d41d8cd98f00b204e9800998ecf8427e", 400),
+            (
+                Method::GET,
+                "/v2/a/blobs/md5:d41d8cd98f00b204e9800998ecf8427e",
+                400,
+            ),
             (Method::GET, "/v2/a/blobs/uploads/../../x", 404),
             (Method::PATCH, "/v2/a/blobs/uploads/not-an-id", 404),
             (Method::GET, "/v2/a/unknown/thing", 404),
             (Method::GET, "/nope", 404),
             (Method::POST, "/v2/a/manifests/latest", 405),
-            (Method::PUT, "/v2/a/blobs/uploads/0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b", 400),
+            (
+                Method::PUT,
+                "/v2/a/blobs/uploads/0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+                400,
+            ),
         ];
         for (method, path, expected) in cases {
             assert_eq!(status(method, path), expected, "{path}");
         }
         let long = format!("/v2/{}/tags/list", "a".repeat(256));
         assert_eq!(status(Method::GET, &long), 400);
-        assert_eq!(Endpoint::parse(&Method::GET, "/v2/_catalog", Some("n=-1")).unwrap_err().status().as_u16(), 400);
+        assert_eq!(
+            Endpoint::parse(&Method::GET, "/v2/_catalog", Some("n=-1"))
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            400
+        );
     }
 }

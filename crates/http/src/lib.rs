@@ -19,5 +19,7 @@ pub fn router(registry: Registry) -> Router {
         .fallback(handlers::handle)
         .with_state(registry)
         .layer(axum::middleware::from_fn(observe::observe))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(observe::panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            observe::panic_response,
+        ))
 }

@@ -23,12 +23,19 @@ static PROCESS_TAG: LazyLock<String> = LazyLock::new(|| {
 
 /// Logs and labels one request.
 pub(crate) async fn observe(request: Request, next: Next) -> Response {
-    let id = format!("{}-{:x}", *PROCESS_TAG, NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let id = format!(
+        "{}-{:x}",
+        *PROCESS_TAG,
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    );
     let method = request.method().clone();
     let started = Instant::now();
     let span = tracing::info_span!("request", id = %id);
     let mut response = next.run(request).instrument(span.clone()).await;
-    let route = response.extensions().get::<RouteTemplate>().map_or("-", |r| r.0);
+    let route = response
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or("-", |r| r.0);
     let bytes = response
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -58,7 +65,7 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .unwrap_or("unknown panic");
     tracing::error!(panic = what, "a request handler panicked");
     let body = serde_json::json!({
-        "errors": [{ "code": "UNAVAILABLE", "message": "internal server error; see the registry's log", "detail": null }]
+        "errors": [{ "code": "UNKNOWN", "message": "internal server error; see the registry's log", "detail": null }]
     });
     crate::handlers::json(StatusCode::INTERNAL_SERVER_ERROR, &body)
 }

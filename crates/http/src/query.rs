@@ -12,7 +12,10 @@ impl Query {
             .filter(|p| !p.is_empty())
             .map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+                (
+                    percent_decode(&k.replace('+', " ")),
+                    percent_decode(&v.replace('+', " ")),
+                )
             })
             .collect();
         Self(pairs)
@@ -20,17 +23,26 @@ impl Query {
 
     /// The first value of `key`.
     pub(crate) fn get(&self, key: &str) -> Option<String> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
 
     /// Every value of `key`, in order.
     pub(crate) fn all(&self, key: &str) -> Vec<String> {
-        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// A non-negative whole number.
     pub(crate) fn number(&self, key: &str) -> Result<Option<usize>, ApiError> {
-        self.get(key).map(|v| v.parse().map_err(|_| ApiError::pagination_invalid(key, &v))).transpose()
+        self.get(key)
+            .map(|v| v.parse().map_err(|_| ApiError::pagination_invalid(key, &v)))
+            .transpose()
     }
 }
 

@@ -111,7 +111,9 @@ impl Digest {
     /// When `hex` is not lowercase hex of the algorithm's length.
     pub fn from_parts(algorithm: Algorithm, hex: &str) -> Result<Self, DigestError> {
         let valid = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid {
             return Err(DigestError::BadHex(
                 format!("{algorithm}:{hex}"),
@@ -133,7 +135,10 @@ impl FromStr for Digest {
             .split_once(':')
             .ok_or_else(|| DigestError::Malformed(s.to_owned()))?;
         Self::from_parts(alg.parse()?, hex).map_err(|_| {
-            DigestError::BadHex(s.to_owned(), alg.parse::<Algorithm>().map_or(0, Algorithm::hex_len))
+            DigestError::BadHex(
+                s.to_owned(),
+                alg.parse::<Algorithm>().map_or(0, Algorithm::hex_len),
+            )
         })
     }
 }

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     TooManyRequests,
     /// The storage is out of reach for now (not in the spec's table; clients treat it as any 503).
     Unavailable,
+    /// An internal fault (CNCF Distribution's code for a 500).
+    Unknown,
 }
 
 impl ErrorCode {
@@ -55,6 +57,7 @@ impl ErrorCode {
             Self::Unsupported => "UNSUPPORTED",
             Self::TooManyRequests => "TOOMANYREQUESTS",
             Self::Unavailable => "UNAVAILABLE",
+            Self::Unknown => "UNKNOWN",
         }
     }
 }

@@ -238,7 +238,7 @@ mod tests {
             r#","artifactType":"application/x.sig","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":9}}"#
         );
         let m = Manifest::parse(image(&extra).as_bytes(), None).unwrap();
-        assert_eq!(m.subject.unwrap().size, 9);
+        assert_eq!(m.subject.as_ref().unwrap().size, 9);
         assert_eq!(m.effective_artifact_type(), Some("application/x.sig"));
     }
 
@@ -263,11 +263,23 @@ mod tests {
             ("[]", None),
             (r#"{"schemaVersion":1}"#, None),
             (r#"{"schemaVersion":2,"mediaType":"text/plain"}"#, None),
-            (r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#, None),
-            (r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:zz","size":1}}"#, None),
-            (r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:aa","size":-1}}"#, None),
+            (
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#,
+                None,
+            ),
+            (
+                r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:zz","size":1}}"#,
+                None,
+            ),
+            (
+                r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:aa","size":-1}}"#,
+                None,
+            ),
         ] {
-            assert!(Manifest::parse(doc.as_bytes(), ct).is_err(), "{doc} was accepted");
+            assert!(
+                Manifest::parse(doc.as_bytes(), ct).is_err(),
+                "{doc} was accepted"
+            );
         }
     }
 
@@ -276,7 +288,7 @@ mod tests {
         let extra = format!(
             r#","layers":[{{"mediaType":"x","digest":"{D}","size":1,"urls":["https://example.com/l"]}}]"#
         );
-        let doc = image("").replace(r#""layers":["#, r#""ignored":["#) ;
+        let doc = image("").replace(r#""layers":["#, r#""ignored":["#);
         let doc = doc.trim_end_matches('}').to_owned() + &extra + "}";
         let m = Manifest::parse(doc.as_bytes(), None).unwrap();
         assert_eq!(m.required_blobs().count(), 1);

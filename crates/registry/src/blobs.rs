@@ -64,7 +64,12 @@ impl Registry {
     ///
     /// # Errors
     /// [`Error::BlobUnknown`], or [`Error::RangeNotSatisfiable`] for a range outside the blob.
-    pub async fn read_blob(&self, repo: &RepoName, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead> {
+    pub async fn read_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobRead> {
         let size = self.blob_size(repo, digest).await?;
         let range = match range {
             None => 0..size,
@@ -75,7 +80,11 @@ impl Registry {
         } else {
             self.store.read(&keys::blob(digest), range.clone()).await?
         };
-        Ok(BlobRead { size, range, stream })
+        Ok(BlobRead {
+            size,
+            range,
+            stream,
+        })
     }
 
     /// Removes a blob from a repository (its content stays for other repositories).
@@ -97,7 +106,12 @@ impl Registry {
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest, from: Option<&RepoName>) -> Result<bool> {
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<bool> {
         let available = match from {
             Some(source) => self.blob_size(source, digest).await.is_ok(),
             None if self.config.mount_without_from => self.exists(&keys::blob(digest)).await?,
@@ -110,7 +124,12 @@ impl Registry {
     }
 
     /// Moves verified staged content into `blobs/` (unless already there) and links it.
-    pub(crate) async fn commit_blob(&self, repo: &RepoName, staged: &Key, digest: &Digest) -> Result<()> {
+    pub(crate) async fn commit_blob(
+        &self,
+        repo: &RepoName,
+        staged: &Key,
+        digest: &Digest,
+    ) -> Result<()> {
         let content = keys::blob(digest);
         if self.exists(&content).await? {
             self.store.delete(staged).await?;
@@ -122,7 +141,8 @@ impl Registry {
 
     /// Records that `repo` holds the blob, and that the repository exists.
     pub(crate) async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        self.put_if_absent(&keys::blob_link(repo, digest), bytes::Bytes::new()).await?;
+        self.put_if_absent(&keys::blob_link(repo, digest), bytes::Bytes::new())
+            .await?;
         self.register_repo(repo).await
     }
 
@@ -154,7 +174,10 @@ mod tests {
         assert_eq!(ByteRange::From(500).resolve(size), Some(500..2048));
         assert_eq!(ByteRange::Last(500).resolve(size), Some(1548..2048));
         assert_eq!(ByteRange::Last(5000).resolve(size), Some(0..2048));
-        assert_eq!(ByteRange::FromTo(2000, 5000).resolve(size), Some(2000..2048));
+        assert_eq!(
+            ByteRange::FromTo(2000, 5000).resolve(size),
+            Some(2000..2048)
+        );
         assert_eq!(ByteRange::FromTo(500, 0).resolve(size), None);
         assert_eq!(ByteRange::FromTo(5000, 10000).resolve(size), None);
         assert_eq!(ByteRange::Last(0).resolve(size), None);

@@ -12,9 +12,19 @@ impl Registry {
     /// When the store fails.
     pub async fn catalog(&self, last: Option<&str>, n: usize) -> Result<Page> {
         let start_after = last.map(|name| format!("{name}{CATALOG_ENTRY}"));
-        let keys = self.store.list(&keys::catalog(), start_after.as_deref(), n.saturating_add(1)).await?;
-        let mut items: Vec<String> =
-            keys.iter().filter_map(|k| k.strip_suffix(CATALOG_ENTRY)).map(str::to_owned).collect();
+        let keys = self
+            .store
+            .list(
+                &keys::catalog(),
+                start_after.as_deref(),
+                n.saturating_add(1),
+            )
+            .await?;
+        let mut items: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.strip_suffix(CATALOG_ENTRY))
+            .map(str::to_owned)
+            .collect();
         let more = items.len() > n;
         items.truncate(n);
         Ok(Page { items, more })
@@ -29,6 +39,7 @@ impl Registry {
     }
 
     pub(crate) async fn register_repo(&self, repo: &RepoName) -> Result<()> {
-        self.put_if_absent(&keys::catalog_entry(repo), bytes::Bytes::new()).await
+        self.put_if_absent(&keys::catalog_entry(repo), bytes::Bytes::new())
+            .await
     }
 }

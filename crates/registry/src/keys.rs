@@ -22,7 +22,12 @@ fn key(s: String) -> Key {
 }
 
 pub(crate) fn blob(d: &Digest) -> Key {
-    key(format!("blobs/{}/{}/{}", d.algorithm(), &d.hex()[..2], d.hex()))
+    key(format!(
+        "blobs/{}/{}/{}",
+        d.algorithm(),
+        &d.hex()[..2],
+        d.hex()
+    ))
 }
 
 pub(crate) fn blob_link(repo: &RepoName, d: &Digest) -> Key {
@@ -30,7 +35,11 @@ pub(crate) fn blob_link(repo: &RepoName, d: &Digest) -> Key {
 }
 
 pub(crate) fn manifest_link(repo: &RepoName, d: &Digest) -> Key {
-    key(format!("repos/{repo}/_manifests/{}/{}", d.algorithm(), d.hex()))
+    key(format!(
+        "repos/{repo}/_manifests/{}/{}",
+        d.algorithm(),
+        d.hex()
+    ))
 }
 
 pub(crate) fn tag(repo: &RepoName, tag: &Tag) -> Key {
@@ -42,12 +51,20 @@ pub(crate) fn tags(repo: &RepoName) -> Key {
 }
 
 pub(crate) fn referrers(repo: &RepoName, subject: &Digest) -> Key {
-    key(format!("repos/{repo}/_referrers/{}/{}/", subject.algorithm(), subject.hex()))
+    key(format!(
+        "repos/{repo}/_referrers/{}/{}/",
+        subject.algorithm(),
+        subject.hex()
+    ))
 }
 
 pub(crate) fn referrer(repo: &RepoName, subject: &Digest, referrer: &Digest) -> Key {
     let prefix = referrers(repo, subject);
-    key(format!("{prefix}{}-{}", referrer.algorithm(), referrer.hex()))
+    key(format!(
+        "{prefix}{}-{}",
+        referrer.algorithm(),
+        referrer.hex()
+    ))
 }
 
 pub(crate) fn uploads(repo: &RepoName) -> Key {

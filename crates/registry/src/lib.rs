@@ -80,6 +80,10 @@ impl Registry {
     }
 
     fn ensure_deletes_enabled(&self) -> Result<()> {
-        if self.config.delete_enabled { Ok(()) } else { Err(Error::DeleteDisabled) }
+        if self.config.delete_enabled {
+            Ok(())
+        } else {
+            Err(Error::DeleteDisabled)
+        }
     }
 }

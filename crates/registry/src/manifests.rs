@@ -45,40 +45,63 @@ impl Registry {
     ) -> Result<ManifestPut> {
         let limit = self.config.max_manifest_bytes;
         if body.len() > limit {
-            return Err(Error::ManifestTooLarge { size: body.len(), limit });
+            return Err(Error::ManifestTooLarge {
+                size: body.len(),
+                limit,
+            });
         }
         let manifest = Manifest::parse(&body, content_type)?;
         let digest = match reference {
             Reference::Digest(expected) => {
                 let actual = expected.algorithm().digest_of(&body);
                 if actual != *expected {
-                    return Err(Error::DigestMismatch { expected: expected.clone(), actual });
+                    return Err(Error::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
                 }
                 actual
             }
             Reference::Tag(_) => Algorithm::Sha256.digest_of(&body),
         };
         self.check_references(repo, &manifest).await?;
-        self.put_if_absent(&keys::blob(&digest), body.clone()).await?;
+        self.put_if_absent(&keys::blob(&digest), body.clone())
+            .await?;
         let media_type = Bytes::from(manifest.media_type.clone().into_bytes());
-        self.store.put(&keys::manifest_link(repo, &digest), media_type).await?;
+        self.store
+            .put(&keys::manifest_link(repo, &digest), media_type)
+            .await?;
         if let Some(subject) = &manifest.subject {
-            self.add_referrer(repo, &subject.digest, &manifest.referrer_descriptor(digest.clone(), body.len() as u64))
-                .await?;
+            self.add_referrer(
+                repo,
+                &subject.digest,
+                &manifest.referrer_descriptor(digest.clone(), body.len() as u64),
+            )
+            .await?;
         }
         let tags = tags_of(reference, extra_tags);
         for tag in &tags {
-            self.store.put(&keys::tag(repo, tag), Bytes::from(digest.to_string())).await?;
+            self.store
+                .put(&keys::tag(repo, tag), Bytes::from(digest.to_string()))
+                .await?;
         }
         self.register_repo(repo).await?;
-        Ok(ManifestPut { digest, subject: manifest.subject.map(|s| s.digest), tags })
+        Ok(ManifestPut {
+            digest,
+            subject: manifest.subject.map(|s| s.digest),
+            tags,
+        })
     }
 
     /// Reads a manifest by tag or digest.
     ///
     /// # Errors
     /// [`Error::ManifestUnknown`].
-    pub async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest> {
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
         let digest = self.resolve(repo, reference).await?;
         let unknown = || Error::ManifestUnknown(reference.to_string());
         let media_type = match self.store.get(&keys::manifest_link(repo, &digest)).await {
@@ -89,7 +112,11 @@ impl Registry {
             Err(e) if e.is_not_found() => return Err(unknown()),
             other => other?,
         };
-        Ok(StoredManifest { digest, media_type: String::from_utf8_lossy(&media_type).into_owned(), body })
+        Ok(StoredManifest {
+            digest,
+            media_type: String::from_utf8_lossy(&media_type).into_owned(),
+            body,
+        })
     }
 
     /// Deletes a tag (only the tag), or a manifest by digest with the tags pointing at it and
@@ -107,10 +134,14 @@ impl Registry {
         let stored = self.get_manifest(repo, reference).await?;
         if let Ok(manifest) = Manifest::parse(&stored.body, Some(&stored.media_type)) {
             if let Some(subject) = manifest.subject {
-                self.store.delete(&keys::referrer(repo, &subject.digest, &digest)).await?;
+                self.store
+                    .delete(&keys::referrer(repo, &subject.digest, &digest))
+                    .await?;
             }
         }
-        self.store.delete(&keys::manifest_link(repo, &digest)).await?;
+        self.store
+            .delete(&keys::manifest_link(repo, &digest))
+            .await?;
         self.untag(repo, &digest).await
     }
 
@@ -124,7 +155,10 @@ impl Registry {
                     Err(e) if e.is_not_found() => return Err(unknown()),
                     other => other?,
                 };
-                std::str::from_utf8(&raw).ok().and_then(|s| s.parse().ok()).ok_or_else(unknown)
+                std::str::from_utf8(&raw)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(unknown)
             }
         }
     }
@@ -141,7 +175,11 @@ impl Registry {
             } else {
                 keys::manifest_link(repo, &descriptor.digest)
             };
-            if self.exists(&key).await? { Ok(()) } else { Err(Error::ManifestBlobUnknown(descriptor.digest.clone())) }
+            if self.exists(&key).await? {
+                Ok(())
+            } else {
+                Err(Error::ManifestBlobUnknown(descriptor.digest.clone()))
+            }
         }))
         .await?;
         Ok(())

@@ -27,7 +27,8 @@ impl Registry {
             .map(|name| {
                 let prefix = prefix.clone();
                 async move {
-                    let key = marina_store::Key::new(format!("{prefix}{name}")).expect("listed key is valid");
+                    let key = marina_store::Key::new(format!("{prefix}{name}"))
+                        .expect("listed key is valid");
                     match self.store.get(&key).await {
                         Ok(raw) => Ok(serde_json::from_slice::<Descriptor>(&raw).ok()),
                         Err(e) if e.is_not_found() => Ok(None),
@@ -45,7 +46,12 @@ impl Registry {
             .collect())
     }
 
-    pub(crate) async fn add_referrer(&self, repo: &RepoName, subject: &Digest, descriptor: &Descriptor) -> Result<()> {
+    pub(crate) async fn add_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        descriptor: &Descriptor,
+    ) -> Result<()> {
         let json = serde_json::to_vec(descriptor).expect("descriptor serializes");
         let key = keys::referrer(repo, subject, &descriptor.digest);
         self.store.put(&key, Bytes::from(json)).await?;

@@ -13,7 +13,10 @@ impl Registry {
         if !self.repo_exists(repo).await? {
             return Err(Error::NameUnknown(repo.clone()));
         }
-        let mut items = self.store.list(&keys::tags(repo), last, n.saturating_add(1)).await?;
+        let mut items = self
+            .store
+            .list(&keys::tags(repo), last, n.saturating_add(1))
+            .await?;
         let more = items.len() > n;
         items.truncate(n);
         Ok(Page { items, more })
@@ -24,9 +27,14 @@ impl Registry {
         let wanted = digest.to_string();
         let mut last: Option<String> = None;
         loop {
-            let page = self.store.list(&keys::tags(repo), last.as_deref(), 1000).await?;
+            let page = self
+                .store
+                .list(&keys::tags(repo), last.as_deref(), 1000)
+                .await?;
             for name in &page {
-                let Ok(tag) = name.parse::<Tag>() else { continue };
+                let Ok(tag) = name.parse::<Tag>() else {
+                    continue;
+                };
                 let key = keys::tag(repo, &tag);
                 match self.store.get(&key).await {
                     Ok(target) if target == wanted.as_bytes() => self.store.delete(&key).await?,

@@ -25,7 +25,14 @@ impl UploadId {
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         let h = hex::encode(b);
-        Self(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+        Self(format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        ))
     }
 }
 
@@ -37,9 +44,17 @@ impl FromStr for UploadId {
         let dashes = [8, 13, 18, 23];
         let valid = s.len() == 36
             && s.bytes().enumerate().all(|(i, b)| {
-                if dashes.contains(&i) { b == b'-' } else { b.is_ascii_digit() || (b'a'..=b'f').contains(&b) }
+                if dashes.contains(&i) {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+                }
             });
-        if valid { Ok(Self(s.to_owned())) } else { Err(Error::UploadUnknown(s.to_owned())) }
+        if valid {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(Error::UploadUnknown(s.to_owned()))
+        }
     }
 }
 
@@ -70,7 +85,9 @@ struct SessionState {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A loaded session: its state, the hasher resumed from it, and its keys.
@@ -91,7 +108,10 @@ impl Session {
     }
 
     fn status(&self) -> UploadStatus {
-        UploadStatus { id: self.id.clone(), offset: self.offset }
+        UploadStatus {
+            id: self.id.clone(),
+            offset: self.offset,
+        }
     }
 }
 
@@ -100,8 +120,17 @@ impl Registry {
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn start_upload(&self, repo: &RepoName, algorithm: Algorithm) -> Result<UploadStatus> {
-        let session = Session { repo: repo.clone(), id: UploadId::random(), offset: 0, hasher: algorithm.hasher() };
+    pub async fn start_upload(
+        &self,
+        repo: &RepoName,
+        algorithm: Algorithm,
+    ) -> Result<UploadStatus> {
+        let session = Session {
+            repo: repo.clone(),
+            id: UploadId::random(),
+            offset: 0,
+            hasher: algorithm.hasher(),
+        };
         self.save_session(&session).await?;
         Ok(session.status())
     }
@@ -155,30 +184,36 @@ impl Registry {
         }
         let actual = self.final_digest(&session, digest.algorithm()).await?;
         if actual != *digest {
-            return Err(Error::DigestMismatch { expected: digest.clone(), actual });
+            return Err(Error::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
         self.commit_blob(repo, &session.data_key(), digest).await?;
         self.store.delete_prefix(&keys::upload(repo, id)).await?;
         Ok(())
     }
 
-    /// Uploads a whole blob in one request (`POST ?digest=`).
+    /// Uploads a whole blob in one request (`POST ?digest=`). It is a session like any other
+    /// (so a crash leaves nothing the expiry purge does not find), begun and finished at once.
     ///
     /// # Errors
     /// [`Error::DigestMismatch`] stores nothing.
-    pub async fn put_blob(&self, repo: &RepoName, digest: &Digest, body: InputStream) -> Result<()> {
-        let mut session =
-            Session { repo: repo.clone(), id: UploadId::random(), offset: 0, hasher: digest.algorithm().hasher() };
-        let outcome = async {
-            self.receive(&mut session, body).await?;
-            let actual = session.hasher.clone().finish();
-            if actual != *digest {
-                return Err(Error::DigestMismatch { expected: digest.clone(), actual });
-            }
-            self.commit_blob(repo, &session.data_key(), digest).await
+    pub async fn put_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: InputStream,
+    ) -> Result<()> {
+        let session = self.start_upload(repo, digest.algorithm()).await?;
+        let outcome = self
+            .finish_upload(repo, &session.id, digest, None, Some(body))
+            .await;
+        if outcome.is_err() {
+            self.store
+                .delete_prefix(&keys::upload(repo, &session.id))
+                .await?;
         }
-        .await;
-        self.store.delete_prefix(&keys::upload(repo, &session.id)).await?;
         outcome
     }
 
@@ -203,7 +238,9 @@ impl Registry {
         loop {
             let page = self.catalog(last.as_deref(), 1000).await?;
             for name in &page.items {
-                let Ok(repo) = name.parse::<RepoName>() else { continue };
+                let Ok(repo) = name.parse::<RepoName>() else {
+                    continue;
+                };
                 purged += self.purge_repo_uploads(&repo).await?;
             }
             if !page.more {
@@ -214,11 +251,19 @@ impl Registry {
     }
 
     async fn purge_repo_uploads(&self, repo: &RepoName) -> Result<usize> {
-        let keys = self.store.list(&keys::uploads(repo), None, usize::MAX).await?;
+        let keys = self
+            .store
+            .list(&keys::uploads(repo), None, usize::MAX)
+            .await?;
         let mut purged = 0;
         for id in keys.iter().filter_map(|k| k.strip_suffix("/state")) {
-            let Ok(id) = id.parse::<UploadId>() else { continue };
-            if matches!(self.load_session(repo, &id).await, Err(Error::UploadUnknown(_))) {
+            let Ok(id) = id.parse::<UploadId>() else {
+                continue;
+            };
+            if matches!(
+                self.load_session(repo, &id).await,
+                Err(Error::UploadUnknown(_))
+            ) {
                 purged += 1;
             }
         }
@@ -235,7 +280,10 @@ impl Registry {
             }
             chunk
         });
-        session.offset = self.store.append(&session.data_key(), session.offset, Box::pin(hashed)).await?;
+        session.offset = self
+            .store
+            .append(&session.data_key(), session.offset, Box::pin(hashed))
+            .await?;
         session.hasher = hasher.lock().expect("hasher lock").clone();
         Ok(())
     }
@@ -248,7 +296,10 @@ impl Registry {
         }
         let mut hasher = algorithm.hasher();
         if session.offset > 0 {
-            let mut data = self.store.read(&session.data_key(), 0..session.offset).await?;
+            let mut data = self
+                .store
+                .read(&session.data_key(), 0..session.offset)
+                .await?;
             while let Some(chunk) = data.next().await {
                 hasher.update(&chunk?);
             }
@@ -284,7 +335,12 @@ impl Registry {
         let algorithm: Algorithm = state.algorithm.parse().map_err(|_| unknown())?;
         let saved = hex::decode(&state.hash).map_err(|_| unknown())?;
         let hasher = Hasher::restore(algorithm, &saved).map_err(|_| unknown())?;
-        Ok(Session { repo: repo.clone(), id: id.clone(), offset: state.offset, hasher })
+        Ok(Session {
+            repo: repo.clone(),
+            id: id.clone(),
+            offset: state.offset,
+            hasher,
+        })
     }
 }
 
@@ -296,7 +352,10 @@ impl AsRef<str> for UploadId {
 
 fn check_start(session: &Session, start: Option<u64>) -> Result<()> {
     match start {
-        Some(got) if got != session.offset => Err(Error::ChunkOutOfOrder { expected: session.offset, got }),
+        Some(got) if got != session.offset => Err(Error::ChunkOutOfOrder {
+            expected: session.offset,
+            got,
+        }),
         _ => Ok(()),
     }
 }
@@ -314,7 +373,13 @@ mod tests {
 
     #[test]
     fn ids_that_could_touch_storage_are_refused() {
-        for bad in ["", "..", "../../etc", "ABCDEF00-0000-4000-8000-000000000000", "x".repeat(36).as_str()] {
+        for bad in [
+            "",
+            "..",
+            "../../etc",
+            "ABCDEF00-0000-4000-8000-000000000000",
+            "x".repeat(36).as_str(),
+        ] {
             assert!(bad.parse::<UploadId>().is_err(), "{bad:?} accepted");
         }
     }

@@ -23,8 +23,14 @@ impl Key {
         let body = key.strip_suffix('/').unwrap_or(&key);
         let valid = !body.is_empty()
             && body.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
-            && body.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
-        if valid { Ok(Self(key)) } else { Err(KeyError(key)) }
+            && body
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != "..");
+        if valid {
+            Ok(Self(key))
+        } else {
+            Err(KeyError(key))
+        }
     }
 
     /// The key as a string.
@@ -52,7 +58,18 @@ mod tests {
 
     #[test]
     fn refuses_keys_that_could_escape() {
-        for bad in ["", "/", "/etc/passwd", "a/../b", "..", "a//b", "./a", "a\0b", "a b", "a\\b"] {
+        for bad in [
+            "",
+            "/",
+            "/etc/passwd",
+            "a/../b",
+            "..",
+            "a//b",
+            "./a",
+            "a\0b",
+            "a b",
+            "a\\b",
+        ] {
             assert!(Key::new(bad).is_err(), "{bad:?} was accepted");
         }
         for ok in ["a", "a/b", "repos/x/_tags/", "blobs/sha256/ab/abcd"] {

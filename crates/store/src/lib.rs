@@ -49,8 +49,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Up to `limit` keys under `prefix`, relative to it, in byte order, starting after
     /// `start_after` (relative too). Costs O(limit), not O(objects under prefix).
-    async fn list(&self, prefix: &Key, start_after: Option<&str>, limit: usize)
-    -> Result<Vec<String>>;
+    async fn list(
+        &self,
+        prefix: &Key,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>>;
 
     /// Writes `input` into the staging object `key` from byte `offset` on, discarding anything
     /// stored past `offset` before. Returns the new length once the bytes are durable. If it

@@ -19,11 +19,17 @@ pub struct MemoryStore {
 impl MemoryStore {
     fn lookup(&self, key: &Key) -> Result<Bytes> {
         let objects = self.objects.lock().expect("memory store lock");
-        objects.get(key.as_str()).cloned().ok_or_else(|| Error::NotFound(key.to_string()))
+        objects
+            .get(key.as_str())
+            .cloned()
+            .ok_or_else(|| Error::NotFound(key.to_string()))
     }
 
     fn insert(&self, key: &Key, value: Bytes) {
-        self.objects.lock().expect("memory store lock").insert(key.to_string(), value);
+        self.objects
+            .lock()
+            .expect("memory store lock")
+            .insert(key.to_string(), value);
     }
 }
 
@@ -39,8 +45,13 @@ impl Store for MemoryStore {
 
     async fn read(&self, key: &Key, range: Range<u64>) -> Result<ByteStream> {
         let value = self.lookup(key)?;
-        let part = value.slice(usize::try_from(range.start).unwrap_or(usize::MAX)..usize::try_from(range.end).unwrap_or(usize::MAX));
-        Ok(Box::pin(futures_util::stream::once(async move { Ok(part) })))
+        let part = value.slice(
+            usize::try_from(range.start).unwrap_or(usize::MAX)
+                ..usize::try_from(range.end).unwrap_or(usize::MAX),
+        );
+        Ok(Box::pin(futures_util::stream::once(
+            async move { Ok(part) },
+        )))
     }
 
     async fn put(&self, key: &Key, value: Bytes) -> Result<()> {
@@ -49,20 +60,35 @@ impl Store for MemoryStore {
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        self.objects.lock().expect("memory store lock").remove(key.as_str());
+        self.objects
+            .lock()
+            .expect("memory store lock")
+            .remove(key.as_str());
         Ok(())
     }
 
     async fn delete_prefix(&self, prefix: &Key) -> Result<()> {
         let p = prefix.as_str();
-        self.objects.lock().expect("memory store lock").retain(|k, _| !k.starts_with(p));
+        self.objects
+            .lock()
+            .expect("memory store lock")
+            .retain(|k, _| !k.starts_with(p));
         Ok(())
     }
 
-    async fn list(&self, prefix: &Key, start_after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+    async fn list(
+        &self,
+        prefix: &Key,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         let p = prefix.as_str();
         let from = start_after.map_or_else(|| p.to_owned(), |s| format!("{p}{s}"));
-        let lower = if start_after.is_some() { Bound::Excluded(from) } else { Bound::Included(from) };
+        let lower = if start_after.is_some() {
+            Bound::Excluded(from)
+        } else {
+            Bound::Included(from)
+        };
         let objects = self.objects.lock().expect("memory store lock");
         Ok(objects
             .range((lower, Bound::Unbounded))
@@ -76,7 +102,10 @@ impl Store for MemoryStore {
         let existing = self.lookup(key).unwrap_or_default();
         let keep = usize::try_from(offset).unwrap_or(usize::MAX);
         if existing.len() < keep {
-            return Err(Error::io(key, std::io::Error::other("staging object is shorter than the offset")));
+            return Err(Error::io(
+                key,
+                std::io::Error::other("staging object is shorter than the offset"),
+            ));
         }
         let mut data = BytesMut::from(&existing[..keep]);
         while let Some(chunk) = input.next().await {
@@ -89,7 +118,9 @@ impl Store for MemoryStore {
 
     async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
         let mut objects = self.objects.lock().expect("memory store lock");
-        let value = objects.remove(staged.as_str()).ok_or_else(|| Error::NotFound(staged.to_string()))?;
+        let value = objects
+            .remove(staged.as_str())
+            .ok_or_else(|| Error::NotFound(staged.to_string()))?;
         objects.insert(to.to_string(), value);
         Ok(())
     }

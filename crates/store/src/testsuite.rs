@@ -11,7 +11,8 @@ fn key(s: &str) -> Key {
 }
 
 fn input(parts: &[&'static [u8]]) -> InputStream {
-    let items: Vec<std::io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+    let items: Vec<std::io::Result<Bytes>> =
+        parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
     Box::pin(futures_util::stream::iter(items))
 }
 
@@ -36,38 +37,87 @@ pub async fn run(store: &dyn Store) {
 
 async fn objects_round_trip(store: &dyn Store) {
     let k = key("rt/object");
-    store.put(&k, Bytes::from_static(b"hello world")).await.expect("put");
+    store
+        .put(&k, Bytes::from_static(b"hello world"))
+        .await
+        .expect("put");
     assert_eq!(store.get(&k).await.expect("get"), &b"hello world"[..]);
     assert_eq!(store.size(&k).await.expect("size"), 11);
     assert_eq!(read_all(store, &k, 6..11).await, b"world", "ranged read");
-    store.put(&k, Bytes::from_static(b"replaced")).await.expect("overwrite");
-    assert_eq!(store.get(&k).await.expect("get"), &b"replaced"[..], "put replaces");
+    store
+        .put(&k, Bytes::from_static(b"replaced"))
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        store.get(&k).await.expect("get"),
+        &b"replaced"[..],
+        "put replaces"
+    );
     store.delete(&k).await.expect("delete");
-    store.delete(&k).await.expect("deleting a missing object is fine");
-    assert!(store.get(&k).await.unwrap_err().is_not_found(), "deleted object is gone");
+    store
+        .delete(&k)
+        .await
+        .expect("deleting a missing object is fine");
+    assert!(
+        store.get(&k).await.unwrap_err().is_not_found(),
+        "deleted object is gone"
+    );
 }
 
 async fn missing_objects_are_not_found(store: &dyn Store) {
     let k = key("missing/object");
     assert!(store.get(&k).await.unwrap_err().is_not_found());
     assert!(store.size(&k).await.unwrap_err().is_not_found());
-    assert!(store.read(&k, 0..1).await.err().expect("read of missing").is_not_found());
-    let none = store.list(&key("missing/"), None, 10).await.expect("list of empty prefix");
+    assert!(
+        store
+            .read(&k, 0..1)
+            .await
+            .err()
+            .expect("read of missing")
+            .is_not_found()
+    );
+    let none = store
+        .list(&key("missing/"), None, 10)
+        .await
+        .expect("list of empty prefix");
     assert!(none.is_empty());
 }
 
 async fn listings_are_sorted_and_paged(store: &dyn Store) {
     let prefix = key("list/");
     // Listed once before the writes, so a cached listing must follow them.
-    assert!(store.list(&prefix, None, 10).await.expect("list").is_empty());
+    assert!(
+        store
+            .list(&prefix, None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     for name in ["b", "a", "c/d", "a-b", "z", "c/a"] {
-        store.put(&key(&format!("list/{name}")), Bytes::new()).await.expect("put");
+        store
+            .put(&key(&format!("list/{name}")), Bytes::new())
+            .await
+            .expect("put");
     }
-    store.put(&key("listx"), Bytes::new()).await.expect("put sibling");
+    store
+        .put(&key("listx"), Bytes::new())
+        .await
+        .expect("put sibling");
     let all = store.list(&prefix, None, 100).await.expect("list");
-    assert_eq!(all, ["a", "a-b", "b", "c/a", "c/d", "z"], "byte order, recursive, prefix only");
-    let page = store.list(&prefix, Some("a-b"), 2).await.expect("list page");
-    assert_eq!(page, ["b", "c/a"], "start_after is exclusive and limit holds");
+    assert_eq!(
+        all,
+        ["a", "a-b", "b", "c/a", "c/d", "z"],
+        "byte order, recursive, prefix only"
+    );
+    let page = store
+        .list(&prefix, Some("a-b"), 2)
+        .await
+        .expect("list page");
+    assert_eq!(
+        page,
+        ["b", "c/a"],
+        "start_after is exclusive and limit holds"
+    );
     store.delete(&key("list/b")).await.expect("delete");
     let after = store.list(&prefix, Some("a-b"), 2).await.expect("list");
     assert_eq!(after, ["c/a", "c/d"], "deleted keys leave the listing");
@@ -77,35 +127,87 @@ async fn prefixes_delete_together(store: &dyn Store) {
     for k in ["tree/a/1", "tree/a/2", "tree/b"] {
         store.put(&key(k), Bytes::new()).await.expect("put");
     }
-    assert_eq!(store.list(&key("tree/"), None, 10).await.expect("list").len(), 3);
-    store.delete_prefix(&key("tree/a/")).await.expect("delete prefix");
-    store.delete_prefix(&key("tree/none/")).await.expect("deleting a missing prefix is fine");
-    assert_eq!(store.list(&key("tree/"), None, 10).await.expect("list"), ["b"]);
+    assert_eq!(
+        store
+            .list(&key("tree/"), None, 10)
+            .await
+            .expect("list")
+            .len(),
+        3
+    );
+    store
+        .delete_prefix(&key("tree/a/"))
+        .await
+        .expect("delete prefix");
+    store
+        .delete_prefix(&key("tree/none/"))
+        .await
+        .expect("deleting a missing prefix is fine");
+    assert_eq!(
+        store.list(&key("tree/"), None, 10).await.expect("list"),
+        ["b"]
+    );
 }
 
 async fn appends_resume_at_the_offset(store: &dyn Store) {
     let k = key("stage/a/data");
-    assert_eq!(store.append(&k, 0, input(&[b"abc", b"def"])).await.expect("append"), 6);
-    assert_eq!(store.append(&k, 6, input(&[b"ghi"])).await.expect("append"), 9);
+    assert_eq!(
+        store
+            .append(&k, 0, input(&[b"abc", b"def"]))
+            .await
+            .expect("append"),
+        6
+    );
+    assert_eq!(
+        store.append(&k, 6, input(&[b"ghi"])).await.expect("append"),
+        9
+    );
     // A retry from an earlier offset replaces what came after it.
-    assert_eq!(store.append(&k, 3, input(&[b"XYZ"])).await.expect("append"), 6);
+    assert_eq!(
+        store.append(&k, 3, input(&[b"XYZ"])).await.expect("append"),
+        6
+    );
     assert_eq!(store.get(&k).await.expect("get"), &b"abcXYZ"[..]);
-    assert!(store.append(&k, 100, input(&[b"gap"])).await.is_err(), "a gap is refused");
+    assert!(
+        store.append(&k, 100, input(&[b"gap"])).await.is_err(),
+        "a gap is refused"
+    );
     let failing: InputStream = Box::pin(futures_util::stream::iter([
         Ok(Bytes::from_static(b"more")),
         Err(std::io::Error::other("client went away")),
     ]));
-    assert!(matches!(store.append(&k, 6, failing).await, Err(crate::Error::Input(_))));
-    assert_eq!(store.append(&k, 6, input(&[b"!"])).await.expect("append after failure"), 7);
+    assert!(matches!(
+        store.append(&k, 6, failing).await,
+        Err(crate::Error::Input(_))
+    ));
+    assert_eq!(
+        store
+            .append(&k, 6, input(&[b"!"]))
+            .await
+            .expect("append after failure"),
+        7
+    );
     assert_eq!(store.get(&k).await.expect("get"), &b"abcXYZ!"[..]);
-    assert_eq!(store.append(&key("stage/empty"), 0, input(&[])).await.expect("empty"), 0);
+    assert_eq!(
+        store
+            .append(&key("stage/empty"), 0, input(&[]))
+            .await
+            .expect("empty"),
+        0
+    );
 }
 
 async fn promote_moves_staged_bytes(store: &dyn Store) {
     let staged = key("stage/b/data");
-    store.append(&staged, 0, input(&[b"content"])).await.expect("append");
+    store
+        .append(&staged, 0, input(&[b"content"]))
+        .await
+        .expect("append");
     let dest = key("final/sha/ab/content");
     store.promote(&staged, &dest).await.expect("promote");
     assert_eq!(store.get(&dest).await.expect("get"), &b"content"[..]);
-    assert!(store.get(&staged).await.unwrap_err().is_not_found(), "staged object moved");
+    assert!(
+        store.get(&staged).await.unwrap_err().is_not_found(),
+        "staged object moved"
+    );
 }

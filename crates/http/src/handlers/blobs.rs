@@ -9,11 +9,21 @@ use marina_registry::{ByteRange, Registry};
 use super::{empty_with_length, value};
 use crate::error::ApiError;
 
-pub(super) async fn get(registry: &Registry, name: &RepoName, digest: &Digest, head: bool, headers: &HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn get(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &Digest,
+    head: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let range = headers.get(header::RANGE).map(parse_range).transpose()?;
     let blob = registry.read_blob(name, digest, range).await?;
     let length = blob.range.end - blob.range.start;
-    let mut response = if head { empty_with_length(length) } else { Response::new(Body::from_stream(blob.stream)) };
+    let mut response = if head {
+        empty_with_length(length)
+    } else {
+        Response::new(Body::from_stream(blob.stream))
+    };
     let h = response.headers_mut();
     h.insert(header::CONTENT_LENGTH, value(length.to_string()));
     h.insert(header::CONTENT_TYPE, value(media_type::OCTET_STREAM));
@@ -22,13 +32,20 @@ pub(super) async fn get(registry: &Registry, name: &RepoName, digest: &Digest, h
     h.insert(header::ETAG, value(format!("\"{digest}\"")));
     if range.is_some() {
         let (start, end) = (blob.range.start, blob.range.end.saturating_sub(1));
-        h.insert(header::CONTENT_RANGE, value(format!("bytes {start}-{end}/{}", blob.size)));
+        h.insert(
+            header::CONTENT_RANGE,
+            value(format!("bytes {start}-{end}/{}", blob.size)),
+        );
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     Ok(response)
 }
 
-pub(super) async fn delete(registry: &Registry, name: &RepoName, digest: &Digest) -> Result<Response, ApiError> {
+pub(super) async fn delete(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &Digest,
+) -> Result<Response, ApiError> {
     registry.delete_blob(name, digest).await?;
     Ok(super::accepted())
 }

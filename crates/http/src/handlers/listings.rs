@@ -11,14 +11,23 @@ use crate::error::ApiError;
 /// The most entries one page returns, and the page size when `n` is absent.
 pub(crate) const MAX_PAGE: usize = 10_000;
 
-pub(super) async fn tags(registry: &Registry, name: &RepoName, n: Option<usize>, last: Option<String>) -> Result<Response, ApiError> {
+pub(super) async fn tags(
+    registry: &Registry,
+    name: &RepoName,
+    n: Option<usize>,
+    last: Option<String>,
+) -> Result<Response, ApiError> {
     let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let page = registry.list_tags(name, last.as_deref(), n).await?;
     let body = serde_json::json!({ "name": name.as_str(), "tags": page.items });
     Ok(paged(body, &page, &format!("/v2/{name}/tags/list"), n))
 }
 
-pub(super) async fn catalog(registry: &Registry, n: Option<usize>, last: Option<String>) -> Result<Response, ApiError> {
+pub(super) async fn catalog(
+    registry: &Registry,
+    n: Option<usize>,
+    last: Option<String>,
+) -> Result<Response, ApiError> {
     let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let page = registry.catalog(last.as_deref(), n).await?;
     let body = serde_json::json!({ "repositories": page.items });
@@ -31,13 +40,19 @@ pub(super) async fn referrers(
     subject: &Digest,
     artifact_type: Option<String>,
 ) -> Result<Response, ApiError> {
-    let manifests = registry.referrers(name, subject, artifact_type.as_deref()).await?;
+    let manifests = registry
+        .referrers(name, subject, artifact_type.as_deref())
+        .await?;
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_INDEX,
         "manifests": manifests,
     });
-    let mut response = (StatusCode::OK, serde_json::to_vec(&index).expect("index serializes")).into_response();
+    let mut response = (
+        StatusCode::OK,
+        serde_json::to_vec(&index).expect("index serializes"),
+    )
+        .into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, value(media_type::OCI_INDEX));
     if artifact_type.is_some() {

@@ -12,10 +12,19 @@ use marina_registry::Registry;
 use super::{empty_with_length, value};
 use crate::error::ApiError;
 
-pub(super) async fn get(registry: &Registry, name: &RepoName, reference: &Reference, head: bool) -> Result<Response, ApiError> {
+pub(super) async fn get(
+    registry: &Registry,
+    name: &RepoName,
+    reference: &Reference,
+    head: bool,
+) -> Result<Response, ApiError> {
     let manifest = registry.get_manifest(name, reference).await?;
     let length = manifest.body.len() as u64;
-    let mut response = if head { empty_with_length(length) } else { Response::new(Body::from(manifest.body)) };
+    let mut response = if head {
+        empty_with_length(length)
+    } else {
+        Response::new(Body::from(manifest.body))
+    };
     let h = response.headers_mut();
     h.insert(header::CONTENT_LENGTH, value(length.to_string()));
     h.insert(header::CONTENT_TYPE, value(&manifest.media_type));
@@ -33,13 +42,20 @@ pub(super) async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let limit = registry.config().max_manifest_bytes;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let bytes = read_limited(headers, body, limit).await?;
-    let stored = registry.put_manifest(name, reference, tags, content_type, bytes).await?;
+    let stored = registry
+        .put_manifest(name, reference, tags, content_type, bytes)
+        .await?;
     let mut response = empty_with_length(0);
     *response.status_mut() = StatusCode::CREATED;
     let h = response.headers_mut();
-    h.insert(header::LOCATION, value(format!("/v2/{name}/manifests/{}", stored.digest)));
+    h.insert(
+        header::LOCATION,
+        value(format!("/v2/{name}/manifests/{}", stored.digest)),
+    );
     h.insert("Docker-Content-Digest", value(stored.digest.to_string()));
     if let Some(subject) = &stored.subject {
         h.insert("OCI-Subject", value(subject.to_string()));
@@ -50,20 +66,29 @@ pub(super) async fn put(
     Ok(response)
 }
 
-pub(super) async fn delete(registry: &Registry, name: &RepoName, reference: &Reference) -> Result<Response, ApiError> {
+pub(super) async fn delete(
+    registry: &Registry,
+    name: &RepoName,
+    reference: &Reference,
+) -> Result<Response, ApiError> {
     registry.delete_manifest(name, reference).await?;
     Ok(super::accepted())
 }
 
 /// Reads a body of at most `limit` bytes; more is refused with 413 before it is buffered.
 async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::manifest_too_large(limit));
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::manifest_too_large(limit)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::manifest_too_large(limit))
+        }
         Err(e) => Err(ApiError::body_unreadable(e)),
     }
 }

@@ -33,22 +33,45 @@ pub(crate) async fn handle(State(registry): State<Registry>, request: Request) -
     response
 }
 
-async fn dispatch(registry: &Registry, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn dispatch(
+    registry: &Registry,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     use Endpoint as E;
     match endpoint {
         E::Base => Ok(json(axum::http::StatusCode::OK, &serde_json::json!({}))),
         E::Catalog { n, last } => listings::catalog(registry, n, last).await,
         E::ListTags { name, n, last } => listings::tags(registry, &name, n, last).await,
-        E::Referrers { name, subject, artifact_type } => listings::referrers(registry, &name, &subject, artifact_type).await,
-        E::GetManifest { name, reference, head } => manifests::get(registry, &name, &reference, head).await,
-        E::PutManifest { name, reference, tags } => manifests::put(registry, &name, &reference, &tags, headers, body).await,
-        E::DeleteManifest { name, reference } => manifests::delete(registry, &name, &reference).await,
-        E::GetBlob { name, digest, head } => blobs::get(registry, &name, &digest, head, headers).await,
+        E::Referrers {
+            name,
+            subject,
+            artifact_type,
+        } => listings::referrers(registry, &name, &subject, artifact_type).await,
+        E::GetManifest {
+            name,
+            reference,
+            head,
+        } => manifests::get(registry, &name, &reference, head).await,
+        E::PutManifest {
+            name,
+            reference,
+            tags,
+        } => manifests::put(registry, &name, &reference, &tags, headers, body).await,
+        E::DeleteManifest { name, reference } => {
+            manifests::delete(registry, &name, &reference).await
+        }
+        E::GetBlob { name, digest, head } => {
+            blobs::get(registry, &name, &digest, head, headers).await
+        }
         E::DeleteBlob { name, digest } => blobs::delete(registry, &name, &digest).await,
         E::StartUpload { name, start } => uploads::start(registry, &name, start, body).await,
         E::GetUpload { name, id } => uploads::status(registry, &name, &id).await,
         E::PatchUpload { name, id } => uploads::patch(registry, &name, &id, headers, body).await,
-        E::FinishUpload { name, id, digest } => uploads::finish(registry, &name, &id, &digest, headers, body).await,
+        E::FinishUpload { name, id, digest } => {
+            uploads::finish(registry, &name, &id, &digest, headers, body).await
+        }
         E::CancelUpload { name, id } => uploads::cancel(registry, &name, &id).await,
     }
 }
@@ -61,7 +84,9 @@ pub(crate) fn value(s: impl AsRef<str>) -> HeaderValue {
 /// A response with no body but the given `Content-Length` (for `HEAD`).
 pub(crate) fn empty_with_length(length: u64) -> Response {
     let mut response = Response::new(Body::empty());
-    response.headers_mut().insert(header::CONTENT_LENGTH, value(length.to_string()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, value(length.to_string()));
     response
 }
 
@@ -76,6 +101,8 @@ pub(crate) fn accepted() -> Response {
 pub(crate) fn json(status: axum::http::StatusCode, body: &serde_json::Value) -> Response {
     let bytes = serde_json::to_vec(body).expect("JSON values serialize");
     let mut response = (status, bytes).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, value("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, value("application/json"));
     response
 }

@@ -16,13 +16,22 @@ use crate::error::ApiError;
 /// chunks are accepted too.
 pub(crate) const CHUNK_MIN_LENGTH: u64 = 5 * 1024 * 1024;
 
-pub(super) async fn start(registry: &Registry, name: &RepoName, start: UploadStart, body: Body) -> Result<Response, ApiError> {
+pub(super) async fn start(
+    registry: &Registry,
+    name: &RepoName,
+    start: UploadStart,
+    body: Body,
+) -> Result<Response, ApiError> {
     let algorithm = match start {
         UploadStart::Monolithic(digest) => {
             registry.put_blob(name, &digest, input(body)).await?;
             return Ok(created_blob(name, &digest));
         }
-        UploadStart::Mount { digest, from, algorithm } => {
+        UploadStart::Mount {
+            digest,
+            from,
+            algorithm,
+        } => {
             if registry.mount_blob(name, &digest, from.as_ref()).await? {
                 return Ok(created_blob(name, &digest));
             }
@@ -34,12 +43,22 @@ pub(super) async fn start(registry: &Registry, name: &RepoName, start: UploadSta
     Ok(session_response(StatusCode::ACCEPTED, name, &status))
 }
 
-pub(super) async fn status(registry: &Registry, name: &RepoName, id: &UploadId) -> Result<Response, ApiError> {
+pub(super) async fn status(
+    registry: &Registry,
+    name: &RepoName,
+    id: &UploadId,
+) -> Result<Response, ApiError> {
     let status = registry.upload_status(name, id).await?;
     Ok(session_response(StatusCode::NO_CONTENT, name, &status))
 }
 
-pub(super) async fn patch(registry: &Registry, name: &RepoName, id: &UploadId, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub(super) async fn patch(
+    registry: &Registry,
+    name: &RepoName,
+    id: &UploadId,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let start = chunk_start(headers)?;
     let status = registry.append_upload(name, id, start, input(body)).await?;
     Ok(session_response(StatusCode::ACCEPTED, name, &status))
@@ -55,11 +74,17 @@ pub(super) async fn finish(
 ) -> Result<Response, ApiError> {
     let start = chunk_start(headers)?;
     let body = has_body(headers).then(|| input(body));
-    registry.finish_upload(name, id, digest, start, body).await?;
+    registry
+        .finish_upload(name, id, digest, start, body)
+        .await?;
     Ok(created_blob(name, digest))
 }
 
-pub(super) async fn cancel(registry: &Registry, name: &RepoName, id: &UploadId) -> Result<Response, ApiError> {
+pub(super) async fn cancel(
+    registry: &Registry,
+    name: &RepoName,
+    id: &UploadId,
+) -> Result<Response, ApiError> {
     registry.cancel_upload(name, id).await?;
     let mut response = empty_with_length(0);
     *response.status_mut() = StatusCode::NO_CONTENT;
@@ -74,7 +99,10 @@ fn input(body: Body) -> InputStream {
 
 /// Whether the request carries body bytes: a non-zero length, or chunked encoding.
 fn has_body(headers: &HeaderMap) -> bool {
-    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     match length {
         Some(n) => n > 0,
         None => headers.contains_key(header::TRANSFER_ENCODING),
@@ -84,17 +112,25 @@ fn has_body(headers: &HeaderMap) -> bool {
 /// The first byte of a chunk from `Content-Range` (`a-b`, or `bytes a-b/total`), checked against
 /// `Content-Length` when both are present.
 fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(raw) = headers.get(header::CONTENT_RANGE) else { return Ok(None) };
+    let Some(raw) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
     let text = raw.to_str().unwrap_or("");
     let invalid = || ApiError::range_header_invalid("Content-Range", text);
     let spec = text.trim().trim_start_matches("bytes").trim();
     let spec = spec.split('/').next().unwrap_or("");
     let (a, b) = spec.split_once('-').ok_or_else(invalid)?;
-    let (start, end) = (a.trim().parse::<u64>().map_err(|_| invalid())?, b.trim().parse::<u64>().map_err(|_| invalid())?);
+    let (start, end) = (
+        a.trim().parse::<u64>().map_err(|_| invalid())?,
+        b.trim().parse::<u64>().map_err(|_| invalid())?,
+    );
     if end < start {
         return Err(invalid());
     }
-    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if length.is_some_and(|n| n != end - start + 1) {
         return Err(invalid());
     }
@@ -114,7 +150,10 @@ fn session_response(status: StatusCode, name: &RepoName, upload: &UploadStatus) 
     if status == StatusCode::NO_CONTENT {
         h.remove(header::CONTENT_LENGTH);
     }
-    h.insert(header::LOCATION, value(format!("/v2/{name}/blobs/uploads/{}", upload.id)));
+    h.insert(
+        header::LOCATION,
+        value(format!("/v2/{name}/blobs/uploads/{}", upload.id)),
+    );
     h.insert(header::RANGE, value(range_header(upload.offset)));
     h.insert("Docker-Upload-UUID", value(upload.id.to_string()));
     h.insert("OCI-Chunk-Min-Length", value(CHUNK_MIN_LENGTH.to_string()));
@@ -125,7 +164,10 @@ fn created_blob(name: &RepoName, digest: &Digest) -> Response {
     let mut response = empty_with_length(0);
     *response.status_mut() = StatusCode::CREATED;
     let h = response.headers_mut();
-    h.insert(header::LOCATION, value(format!("/v2/{name}/blobs/{digest}")));
+    h.insert(
+        header::LOCATION,
+        value(format!("/v2/{name}/blobs/{digest}")),
+    );
     h.insert("Docker-Content-Digest", value(digest.to_string()));
     response
 }

@@ -99,7 +99,8 @@ impl Cache {
 
 /// Every way to cut a key into a folder prefix (ending in `/`) and the rest.
 fn splits(key: &str) -> impl Iterator<Item = (&str, &str)> {
-    key.match_indices('/').map(move |(i, _)| key.split_at(i + 1))
+    key.match_indices('/')
+        .map(move |(i, _)| key.split_at(i + 1))
 }
 
 /// All file paths under `dir`, relative to it, `/`-separated. A missing folder lists nothing.

@@ -97,18 +97,28 @@ async fn blocking<T: Send + 'static>(
 impl Store for FileStore {
     async fn get(&self, key: &Key) -> Result<Bytes> {
         let path = self.path(key);
-        blocking(key, move || std::fs::read(path)).await.map(Bytes::from)
+        blocking(key, move || std::fs::read(path))
+            .await
+            .map(Bytes::from)
     }
 
     async fn size(&self, key: &Key) -> Result<u64> {
         let path = self.path(key);
         let meta = blocking(key, move || std::fs::metadata(path)).await?;
-        if meta.is_file() { Ok(meta.len()) } else { Err(Error::NotFound(key.to_string())) }
+        if meta.is_file() {
+            Ok(meta.len())
+        } else {
+            Err(Error::NotFound(key.to_string()))
+        }
     }
 
     async fn read(&self, key: &Key, range: Range<u64>) -> Result<ByteStream> {
-        let mut file = tokio::fs::File::open(self.path(key)).await.map_err(|e| Error::io(key, e))?;
-        file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(|e| Error::io(key, e))?;
+        let mut file = tokio::fs::File::open(self.path(key))
+            .await
+            .map_err(|e| Error::io(key, e))?;
+        file.seek(std::io::SeekFrom::Start(range.start))
+            .await
+            .map_err(|e| Error::io(key, e))?;
         let reader = file.take(range.end - range.start);
         let owned = key.clone();
         let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
@@ -137,7 +147,12 @@ impl Store for FileStore {
         Ok(())
     }
 
-    async fn list(&self, prefix: &Key, start_after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+    async fn list(
+        &self,
+        prefix: &Key,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         let dir = self.path(prefix);
         self.listings.page(prefix, dir, start_after, limit).await
     }
@@ -187,7 +202,10 @@ mod tests {
             store.put(&key, Bytes::from_static(b"x")).await.unwrap();
         }
         let store = FileStore::open(dir.path()).unwrap();
-        let page = store.list(&Key::new("a/").unwrap(), None, 10).await.unwrap();
+        let page = store
+            .list(&Key::new("a/").unwrap(), None, 10)
+            .await
+            .unwrap();
         assert_eq!(page, ["b/c"]);
     }
 
@@ -202,6 +220,12 @@ mod tests {
         ]);
         let err = store.append(&staged, 0, Box::pin(input)).await.unwrap_err();
         assert!(matches!(err, Error::Input(_)));
-        assert!(store.size(&Key::new("final/x").unwrap()).await.unwrap_err().is_not_found());
+        assert!(
+            store
+                .size(&Key::new("final/x").unwrap())
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 }

@@ -27,7 +27,9 @@ pub(super) fn replace_file(tmp: &Path, path: &Path, value: &[u8]) -> io::Result<
 
 /// Renames `from` to `to`, creating `to`'s folders, and syncs the folder so the rename lasts.
 pub(super) fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
-    let dir = to.parent().ok_or_else(|| io::Error::other("key has no parent folder"))?;
+    let dir = to
+        .parent()
+        .ok_or_else(|| io::Error::other("key has no parent folder"))?;
     create_dirs(dir)?;
     fs::rename(from, to)?;
     sync_dir(dir)
@@ -56,7 +58,9 @@ fn create_dirs(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    let parent = dir.parent().ok_or_else(|| io::Error::other("no parent folder"))?;
+    let parent = dir
+        .parent()
+        .ok_or_else(|| io::Error::other("no parent folder"))?;
     create_dirs(parent)?;
     match fs::create_dir(dir) {
         Ok(()) => sync_dir(parent),
@@ -71,10 +75,16 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Opens a staging file positioned at `offset`, dropping anything stored past it.
 pub(super) fn open_for_append(path: &Path, offset: u64) -> io::Result<File> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("key has no parent folder"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("key has no parent folder"))?;
     let created = !path.exists();
     create_dirs(dir)?;
-    let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
     if created {
         sync_dir(dir)?;
     }
@@ -139,8 +149,17 @@ impl Writer {
 }
 
 /// Streams `input` into `file` (positioned at `offset`), durably. Returns the new length.
-pub(super) async fn stream_into(file: File, offset: u64, mut input: InputStream, key: &Key) -> Result<u64> {
-    let mut writer = Writer { file: Some(file), pending: None, unflushed: 0 };
+pub(super) async fn stream_into(
+    file: File,
+    offset: u64,
+    mut input: InputStream,
+    key: &Key,
+) -> Result<u64> {
+    let mut writer = Writer {
+        file: Some(file),
+        pending: None,
+        unflushed: 0,
+    };
     let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
     let mut length = offset;
     while let Some(chunk) = input.next().await {
@@ -149,9 +168,15 @@ pub(super) async fn stream_into(file: File, offset: u64, mut input: InputStream,
         buf.extend_from_slice(&chunk);
         if buf.len() >= WRITE_CHUNK {
             let full = std::mem::replace(&mut buf, BytesMut::with_capacity(WRITE_CHUNK));
-            writer.write(full.freeze()).await.map_err(|e| Error::io(key, e))?;
+            writer
+                .write(full.freeze())
+                .await
+                .map_err(|e| Error::io(key, e))?;
         }
     }
-    writer.finish(buf.freeze()).await.map_err(|e| Error::io(key, e))?;
+    writer
+        .finish(buf.freeze())
+        .await
+        .map_err(|e| Error::io(key, e))?;
     Ok(length)
 }

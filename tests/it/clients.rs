@@ -1,0 +1,279 @@
+//! A real OCI client, the `oci-client` crate, against marina: multi-layer images, an index
+//! with platform selection, chunked pushes, an artifact with a subject and its referrers, and
+//! paginated tags.
+
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::manifest::{
+    ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest, Platform,
+};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+
+use crate::common::*;
+
+fn client(platform: Option<&'static str>) -> Client {
+    let mut config = ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    };
+    if let Some(arch) = platform {
+        config.platform_resolver = Some(Box::new(move |entries: &[ImageIndexEntry]| {
+            entries
+                .iter()
+                .find(|e| {
+                    e.platform
+                        .as_ref()
+                        .is_some_and(|p| p.architecture == arch.into())
+                })
+                .map(|e| e.digest.clone())
+        }));
+    }
+    Client::new(config)
+}
+
+fn reference(s: &Server, repo_and_tag: &str) -> Reference {
+    format!("{}/{repo_and_tag}", s.addr()).parse().unwrap()
+}
+
+fn layer(text: &str) -> ImageLayer {
+    ImageLayer::oci_v1(text.as_bytes().to_vec(), None)
+}
+
+fn config(arch: &str) -> Config {
+    Config::oci_v1(
+        format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes(),
+        None,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_and_pulls_a_multi_layer_image() {
+    let s = Server::start().await;
+    let c = client(None);
+    let image = reference(&s, "client/image:v1");
+    let layers = vec![
+        layer("first layer"),
+        layer("second layer"),
+        layer("third layer"),
+    ];
+    c.push(
+        &image,
+        &layers,
+        config("amd64"),
+        &RegistryAuth::Anonymous,
+        None,
+    )
+    .await
+    .unwrap();
+    let pulled = c
+        .pull(
+            &image,
+            &RegistryAuth::Anonymous,
+            vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE],
+        )
+        .await
+        .unwrap();
+    let manifest = pulled.manifest.expect("manifest");
+    let order: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
+    let sent: Vec<String> = layers.iter().map(ImageLayer::sha256_digest).collect();
+    assert_eq!(order, sent, "the manifest keeps the layer order");
+    // The client fetches layers concurrently, so match them by digest.
+    let mut got: Vec<String> = pulled
+        .layers
+        .iter()
+        .map(ImageLayer::sha256_digest)
+        .collect();
+    got.sort();
+    let mut want = sent.clone();
+    want.sort();
+    assert_eq!(got, want, "every layer's bytes came back");
+    assert_eq!(
+        pulled.config.data.as_ref(),
+        br#"{"architecture":"amd64","os":"linux"}"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_chunked_and_pulls_one_platform_of_an_index() {
+    let s = Server::start().await;
+    let pusher = client(None);
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let image = reference(&s, &format!("client/multi:{arch}"));
+        let content = format!("{arch} layer ").repeat(100_000);
+        let stream = futures_util::stream::iter(
+            content
+                .as_bytes()
+                .chunks(64 * 1024)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        );
+        let pushed = pusher
+            .push_blob_stream_chunked(&image, stream)
+            .await
+            .unwrap();
+        assert_eq!(pushed.blob_digest, sha256(content.as_bytes()));
+        let cfg = config(arch);
+        let cfg_digest = sha256(&cfg.data);
+        pusher
+            .push_blob(&image, cfg.data.clone(), &cfg_digest)
+            .await
+            .unwrap();
+        let manifest = OciImageManifest {
+            config: OciDescriptor {
+                media_type: cfg.media_type.clone(),
+                digest: cfg_digest,
+                size: cfg.data.len() as i64,
+                ..Default::default()
+            },
+            layers: vec![OciDescriptor {
+                media_type: oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE.into(),
+                digest: pushed.blob_digest.clone(),
+                size: content.len() as i64,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        pusher
+            .push_manifest(&image, &manifest.clone().into())
+            .await
+            .unwrap();
+        let raw = serde_json::to_vec(&manifest).unwrap();
+        let (_, digest) = pusher
+            .pull_manifest_raw(&image, &RegistryAuth::Anonymous, &[OCI_MANIFEST])
+            .await
+            .unwrap();
+        let size = s
+            .get(&format!("/v2/client/multi/manifests/{digest}"))
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .len();
+        assert!(size >= raw.len() / 2);
+        entries.push(ImageIndexEntry {
+            media_type: OCI_MANIFEST.into(),
+            digest,
+            size: size as i64,
+            platform: Some(Platform {
+                architecture: arch.into(),
+                os: "linux".into(),
+                os_version: None,
+                os_features: None,
+                variant: None,
+                features: None,
+            }),
+            annotations: None,
+            artifact_type: None,
+        });
+    }
+    let index = OciImageIndex {
+        schema_version: 2,
+        media_type: Some(OCI_INDEX.into()),
+        manifests: entries,
+        artifact_type: None,
+        annotations: None,
+    };
+    let list = reference(&s, "client/multi:latest");
+    pusher
+        .push_manifest_list(&list, &RegistryAuth::Anonymous, index)
+        .await
+        .unwrap();
+    let arm = client(Some("arm64"));
+    let pulled = arm
+        .pull(
+            &list,
+            &RegistryAuth::Anonymous,
+            vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE],
+        )
+        .await
+        .unwrap();
+    assert!(
+        pulled.layers[0].data.starts_with(b"arm64 layer"),
+        "the arm64 image was chosen"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_refers_to_an_image_and_shows_in_its_referrers() {
+    let s = Server::start().await;
+    let c = client(None);
+    let image = reference(&s, "client/art:v1");
+    c.push(
+        &image,
+        &[layer("subject layer")],
+        config("amd64"),
+        &RegistryAuth::Anonymous,
+        None,
+    )
+    .await
+    .unwrap();
+    let (subject_bytes, subject_digest) = c
+        .pull_manifest_raw(&image, &RegistryAuth::Anonymous, &[OCI_MANIFEST])
+        .await
+        .unwrap();
+    let empty = Config::new(b"{}".to_vec(), EMPTY_JSON.into(), None);
+    let mut manifest = OciImageManifest::build(&[layer("signature bytes")], &empty, None);
+    manifest.artifact_type = Some("application/vnd.example.signature".into());
+    manifest.subject = Some(OciDescriptor {
+        media_type: OCI_MANIFEST.into(),
+        digest: subject_digest.clone(),
+        size: subject_bytes.len() as i64,
+        ..Default::default()
+    });
+    let artifact = reference(&s, "client/art:sig");
+    c.push(
+        &artifact,
+        &[layer("signature bytes")],
+        empty,
+        &RegistryAuth::Anonymous,
+        Some(manifest),
+    )
+    .await
+    .unwrap();
+    let subject_ref = reference(&s, &format!("client/art@{subject_digest}"));
+    let referrers = c.pull_referrers(&subject_ref, None).await.unwrap();
+    assert_eq!(referrers.manifests.len(), 1);
+    assert_eq!(
+        referrers.manifests[0].artifact_type.as_deref(),
+        Some("application/vnd.example.signature")
+    );
+    let filtered = c
+        .pull_referrers(&subject_ref, Some("application/vnd.example.other"))
+        .await
+        .unwrap();
+    assert!(filtered.manifests.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_tags_a_page_at_a_time() {
+    let s = Server::start().await;
+    let c = client(None);
+    for tag in ["a", "b", "c", "d", "e"] {
+        c.push(
+            &reference(&s, &format!("client/tags:{tag}")),
+            &[layer("same")],
+            config("amd64"),
+            &RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let image = reference(&s, "client/tags:a");
+    let first = c
+        .list_tags(&image, &RegistryAuth::Anonymous, Some(2), None)
+        .await
+        .unwrap();
+    assert_eq!(first.tags, ["a", "b"]);
+    let second = c
+        .list_tags(&image, &RegistryAuth::Anonymous, Some(2), Some("b"))
+        .await
+        .unwrap();
+    assert_eq!(second.tags, ["c", "d"]);
+    let rest = c
+        .list_tags(&image, &RegistryAuth::Anonymous, Some(2), Some("d"))
+        .await
+        .unwrap();
+    assert_eq!(rest.tags, ["e"]);
+}

@@ -1,0 +1,309 @@
+//! Test helpers: start a marina (in this process, or as the real binary), push content, and
+//! check OCI error bodies.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use marina_registry::{Config, Registry};
+use marina_store::Store;
+use marina_store::filesystem::FileStore;
+use reqwest::{Method, Response, StatusCode};
+use sha2::{Digest as _, Sha256};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
+
+/// A marina serving a temporary folder from inside the test process.
+pub struct Server {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        Self::start_with(Config::default()).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(FileStore::open(dir.path()).expect("open store"));
+        Self::serve(store, config, dir).await
+    }
+
+    /// Serves any store (tests use this to inject faults).
+    pub async fn serve(store: Arc<dyn Store>, config: Config, dir: tempfile::TempDir) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = marina_http::router(Registry::new(store, config));
+        tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("addr")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.expect("GET")
+    }
+
+    pub async fn head(&self, path: &str) -> Response {
+        self.request(Method::HEAD, path).send().await.expect("HEAD")
+    }
+
+    /// Pushes a blob in one request; returns its digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let response = self
+            .request(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            )
+            .body(data.to_vec())
+            .send()
+            .await
+            .expect("POST blob");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "pushing blob to {repo}"
+        );
+        digest
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Response {
+        self.request(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("Content-Type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("PUT manifest")
+    }
+
+    /// Pushes an image (config + two layers) and tags it; returns the manifest's digest and bytes.
+    pub async fn push_image(&self, repo: &str, tag: &str, seed: &str) -> (String, Vec<u8>) {
+        let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
+        let layers = [format!("layer one {seed}"), format!("layer two {seed}")];
+        let manifest = image_manifest(
+            &descriptor(
+                "application/vnd.oci.image.config.v1+json",
+                config.as_bytes(),
+            ),
+            &layers
+                .iter()
+                .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l.as_bytes()))
+                .collect::<Vec<_>>(),
+            "",
+        );
+        self.push_blob(repo, config.as_bytes()).await;
+        for layer in &layers {
+            self.push_blob(repo, layer.as_bytes()).await;
+        }
+        let response = self
+            .put_manifest(repo, tag, OCI_MANIFEST, manifest.as_bytes())
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "pushing manifest {repo}:{tag}"
+        );
+        (sha256(manifest.as_bytes()), manifest.into_bytes())
+    }
+
+    /// Files stored under `blobs/` (content), to check deduplication and that nothing partial exists.
+    pub fn content_files(&self) -> Vec<PathBuf> {
+        files_under(&self.dir.path().join("blobs"))
+    }
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(entry.path());
+            } else {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// A descriptor for `data` as JSON text.
+pub fn descriptor(media_type: &str, data: &[u8]) -> String {
+    format!(
+        r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
+        sha256(data),
+        data.len()
+    )
+}
+
+/// An OCI image manifest; `extra` is appended inside the object (start it with a comma).
+pub fn image_manifest(config: &str, layers: &[String], extra: &str) -> String {
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{config},"layers":[{}]{extra}}}"#,
+        layers.join(",")
+    )
+}
+
+/// Asserts an OCI error response: status, and the first error's code; returns the message.
+pub async fn assert_error(response: Response, status: u16, code: &str) -> String {
+    let got = response.status().as_u16();
+    let body = response.text().await.expect("error body");
+    assert_eq!(got, status, "status (body: {body})");
+    let json: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("error body is not JSON: {body}"));
+    let error = &json["errors"][0];
+    assert_eq!(error["code"], code, "error code (body: {body})");
+    let message = error["message"].as_str().expect("message").to_owned();
+    assert!(!message.is_empty(), "error message is empty");
+    message
+}
+
+pub fn header<'a>(response: &'a Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("header {name} missing"))
+}
+
+/// Sends a raw request line (paths reqwest would normalise) and returns status and body.
+pub async fn raw_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// A body that yields `parts` and then waits for `release` before ending.
+pub fn held_body(first: Bytes, release: tokio::sync::oneshot::Receiver<Bytes>) -> reqwest::Body {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(
+        futures_util::stream::once(async move { Ok(release.await.unwrap_or_default()) }),
+    );
+    reqwest::Body::wrap_stream(stream)
+}
+
+use futures_util::StreamExt as _;
+
+/// The marina binary, started as a child process on a free port.
+pub struct Process {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Process {
+    pub async fn start(storage: &Path, extra: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
+            .args(["--listen", &addr.to_string(), "--storage-path"])
+            .arg(storage)
+            .args(extra)
+            .env("MARINA_LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start marina");
+        let process = Self {
+            child,
+            base: format!("http://{addr}"),
+        };
+        process.wait_ready().await;
+        process
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if reqwest::get(format!("{}/v2/", self.base))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("marina did not start on {}", self.base);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A line of `/proc/<pid>/status`, in KiB (VmHWM, VmRSS).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("status field")
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,457 @@
+//! The invariants: nothing partial is visible, names cannot reach outside the store,
+//! repositories are isolated, a crash loses only what was not acknowledged, faults and panics
+//! are contained, and configuration errors are clear.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use marina_store::memory::MemoryStore;
+use marina_store::{ByteStream, InputStream, Key, Store};
+use reqwest::{Method, StatusCode};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn a_blob_is_invisible_until_all_its_bytes_are_stored_and_verified() {
+    let s = Server::start().await;
+    let data = b"first half|second half";
+    let digest = sha256(data);
+    let (release, held) = tokio::sync::oneshot::channel();
+    let upload = s
+        .request(
+            Method::POST,
+            &format!("/v2/atomic/blobs/uploads/?digest={digest}"),
+        )
+        .body(held_body(Bytes::from_static(b"first half|"), held))
+        .send();
+    let upload = tokio::spawn(upload);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        s.head(&format!("/v2/atomic/blobs/{digest}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        s.content_files().is_empty(),
+        "no content file while the upload is in flight"
+    );
+    release.send(Bytes::from_static(b"second half")).unwrap();
+    assert_eq!(upload.await.unwrap().unwrap().status(), StatusCode::CREATED);
+    assert_eq!(
+        s.get(&format!("/v2/atomic/blobs/{digest}"))
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+        &data[..]
+    );
+}
+
+#[tokio::test]
+async fn names_tags_and_digests_never_reach_outside_the_store() {
+    let s = Server::start().await;
+    let d = sha256(b"x");
+    let long = "a".repeat(256);
+    let cases = [
+        "/v2/../../etc/passwd/manifests/latest".to_owned(),
+        "/v2/%2e%2e/%2e%2e/etc/blobs/uploads/".to_owned(),
+        "/v2/a/%2e%2e/b/tags/list".to_owned(),
+        "//v2/etc/passwd/tags/list".to_owned(),
+        "/v2//etc/passwd/tags/list".to_owned(),
+        "/v2/a%00b/tags/list".to_owned(),
+        "/v2/a/manifests/%00".to_owned(),
+        "/v2/UPPER/tags/list".to_owned(),
+        format!("/v2/{long}/tags/list"),
+        "/v2/a/blobs/sha256:..%2f..%2f..%2fetc%2fpasswd".to_owned(),
+        format!("/v2/a/blobs/sha256:{}", "../".repeat(21) + "a"),
+        "/v2/a/blobs/sha384:aaaa".to_owned(),
+        "/v2/a/blobs/uploads/..%2f..%2f..%2fetc".to_owned(),
+        "/v2/a/manifests/..".to_owned(),
+        format!("/v2/a/referrers/{d}/../../x"),
+        "/v2/a/_tags/tags/list".to_owned(),
+    ];
+    for path in &cases {
+        for method in ["GET", "DELETE", "PUT", "PATCH"] {
+            let (status, body) = raw_request(s.addr(), method, path).await;
+            assert!(
+                (400..500).contains(&status),
+                "{method} {path} gave {status}"
+            );
+            assert!(
+                body.contains("\"errors\""),
+                "{method} {path}: not an OCI error body: {body}"
+            );
+        }
+    }
+    let stored: Vec<_> = files_under(s.dir.path())
+        .into_iter()
+        .filter(|p| !p.ends_with(".lock"))
+        .collect();
+    assert!(stored.is_empty(), "bad requests stored {stored:?}");
+}
+
+#[tokio::test]
+async fn repositories_are_isolated_and_content_is_stored_once() {
+    let s = Server::start().await;
+    let digest = s.push_blob("a/x", b"isolated").await;
+    assert_error(
+        s.get(&format!("/v2/b/y/blobs/{digest}")).await,
+        404,
+        "BLOB_UNKNOWN",
+    )
+    .await;
+    assert_eq!(
+        s.head(&format!("/v2/b/y/blobs/{digest}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let (manifest, _) = s.push_image("a/x", "v1", "iso").await;
+    assert_error(
+        s.get(&format!("/v2/b/y/manifests/{manifest}")).await,
+        404,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+    assert_error(s.get("/v2/b/y/manifests/v1").await, 404, "MANIFEST_UNKNOWN").await;
+    let mount = s
+        .request(
+            Method::POST,
+            &format!("/v2/b/y/blobs/uploads/?mount={digest}&from=a/x"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mount.status(), StatusCode::CREATED);
+    assert_eq!(
+        s.get(&format!("/v2/b/y/blobs/{digest}")).await.status(),
+        StatusCode::OK
+    );
+    s.push_blob("c/z", b"isolated").await;
+    let copies = s
+        .content_files()
+        .into_iter()
+        .filter(|p| p.ends_with(digest.trim_start_matches("sha256:")))
+        .count();
+    assert_eq!(copies, 1, "content stored once");
+}
+
+#[tokio::test]
+async fn a_crash_loses_only_what_was_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let acknowledged = b"acknowledged before the crash";
+    let digest = sha256(acknowledged);
+    let in_flight = sha256(b"half of this never arrives");
+    {
+        let marina = Process::start(dir.path(), &[]).await;
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!(
+                "{}/v2/crash/blobs/uploads/?digest={digest}",
+                marina.base
+            ))
+            .body(&acknowledged[..])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let (_release, held) = tokio::sync::oneshot::channel();
+        let url = format!("{}/v2/crash/blobs/uploads/?digest={in_flight}", marina.base);
+        let pending = tokio::spawn(async move {
+            http.post(url)
+                .body(held_body(Bytes::from_static(b"half of this"), held))
+                .send()
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        marina.signal("KILL");
+        let _ = pending.await;
+    }
+    let marina = Process::start(dir.path(), &[]).await;
+    let body = reqwest::get(format!("{}/v2/crash/blobs/{digest}", marina.base))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        sha256(&body),
+        digest,
+        "the acknowledged blob survived whole"
+    );
+    let lost = reqwest::get(format!("{}/v2/crash/blobs/{in_flight}", marina.base))
+        .await
+        .unwrap();
+    assert_eq!(lost.status(), StatusCode::NOT_FOUND);
+    let content: Vec<_> = files_under(&dir.path().join("blobs"));
+    assert_eq!(
+        content.len(),
+        1,
+        "only the acknowledged blob is content: {content:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut marina = Process::start(dir.path(), &[]).await;
+    let data = b"finishes after SIGTERM";
+    let digest = sha256(data);
+    let (release, held) = tokio::sync::oneshot::channel();
+    let url = format!("{}/v2/graceful/blobs/uploads/?digest={digest}", marina.base);
+    let pending = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .body(held_body(Bytes::from_static(b"finishes "), held))
+            .send()
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    marina.signal("TERM");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    release.send(Bytes::from_static(b"after SIGTERM")).unwrap();
+    assert_eq!(
+        pending.await.unwrap().unwrap().status(),
+        StatusCode::CREATED
+    );
+    let status = tokio::task::spawn_blocking(move || marina.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "marina exited with {status}");
+    assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
+}
+
+/// A store that panics on keys containing `panic` and fails on keys containing `broken`.
+#[derive(Debug, Default)]
+struct FaultyStore(MemoryStore);
+
+impl FaultyStore {
+    fn check(key: &Key) -> marina_store::Result<()> {
+        assert!(!key.as_str().contains("panic"), "injected panic");
+        if key.as_str().contains("broken") {
+            return Err(marina_store::Error::io(
+                key,
+                std::io::Error::other("disk on fire at /secret/path"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn get(&self, key: &Key) -> marina_store::Result<Bytes> {
+        Self::check(key)?;
+        self.0.get(key).await
+    }
+    async fn size(&self, key: &Key) -> marina_store::Result<u64> {
+        Self::check(key)?;
+        self.0.size(key).await
+    }
+    async fn read(&self, key: &Key, range: Range<u64>) -> marina_store::Result<ByteStream> {
+        self.0.read(key, range).await
+    }
+    async fn put(&self, key: &Key, value: Bytes) -> marina_store::Result<()> {
+        self.0.put(key, value).await
+    }
+    async fn delete(&self, key: &Key) -> marina_store::Result<()> {
+        self.0.delete(key).await
+    }
+    async fn delete_prefix(&self, prefix: &Key) -> marina_store::Result<()> {
+        self.0.delete_prefix(prefix).await
+    }
+    async fn list(
+        &self,
+        prefix: &Key,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> marina_store::Result<Vec<String>> {
+        self.0.list(prefix, start_after, limit).await
+    }
+    async fn append(
+        &self,
+        key: &Key,
+        offset: u64,
+        input: InputStream,
+    ) -> marina_store::Result<u64> {
+        self.0.append(key, offset, input).await
+    }
+    async fn promote(&self, staged: &Key, to: &Key) -> marina_store::Result<()> {
+        self.0.promote(staged, to).await
+    }
+}
+
+#[tokio::test]
+async fn panics_and_storage_faults_are_contained() {
+    let s = Server::serve(
+        Arc::new(FaultyStore::default()),
+        marina_registry::Config::default(),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let panicked = s.get("/v2/panic/manifests/v1").await;
+    assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_error(panicked, 500, "UNKNOWN").await;
+    let failed = s.get("/v2/broken/manifests/v1").await;
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = failed.text().await.unwrap();
+    assert!(
+        body.contains("\"UNKNOWN\"") && !body.contains("secret") && !body.contains("repos/"),
+        "details leaked: {body}"
+    );
+    assert_eq!(
+        s.get("/v2/").await.status(),
+        StatusCode::OK,
+        "still serving"
+    );
+    assert_eq!(s.push_blob("fine", b"ok").await, sha256(b"ok"));
+}
+
+fn run_marina(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marina"));
+    command
+        .args(args)
+        .env_remove("MARINA_CONFIG")
+        .env_remove("STORAGE_PATH")
+        .env_remove("MARINA_LISTEN");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().expect("run marina");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout),
+    )
+}
+
+#[test]
+fn bad_configuration_names_its_source_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = run_marina(&["--listen", "nonsense"], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("flag --listen") && out.contains("nonsense") && out.contains("HOST:PORT"),
+        "{out}"
+    );
+    let (code, out) = run_marina(&[], &[("MARINA_DELETE_ENABLED", "maybe")]);
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("environment variable MARINA_DELETE_ENABLED")
+            && out.contains("maybe")
+            && out.contains("true or false"),
+        "{out}"
+    );
+    let (code, out) = run_marina(&[], &[("STORAGE_DRIVER", "floppy")]);
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("STORAGE_DRIVER") && out.contains("floppy"),
+        "{out}"
+    );
+    let file = dir.path().join("marina.toml");
+    std::fs::write(&file, "upload_expiry = \"soon\"\n").unwrap();
+    let (code, out) = run_marina(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("key upload_expiry") && out.contains("soon"),
+        "{out}"
+    );
+    std::fs::write(&file, "[storage]\npth = \"/x\"\n").unwrap();
+    let (code, out) = run_marina(&[], &[("MARINA_CONFIG", file.to_str().unwrap())]);
+    assert_eq!(code, 2);
+    assert!(out.contains("unknown key storage.pth"), "{out}");
+    let (code, out) = run_marina(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for option in [
+        "--listen",
+        "--storage-driver",
+        "--storage-path",
+        "--delete-enabled",
+        "--max-manifest-size",
+        "--upload-expiry",
+        "--mount-without-from",
+        "--log-level",
+        "--log-format",
+        "--config",
+    ] {
+        assert!(out.contains(option), "--help lacks {option}");
+    }
+}
+
+#[tokio::test]
+async fn flags_beat_environment_which_beats_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("marina.toml");
+    std::fs::write(&file, "delete_enabled = false\nmax_manifest_size = \"1KiB\"\n[storage]\npath = \"/nonexistent/never/used\"\n").unwrap();
+    let data = dir.path().join("data");
+    let env_data = dir.path().join("env-data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--storage-path",
+            data.to_str().unwrap(),
+        ])
+        .env("STORAGE_PATH", env_data.to_str().unwrap())
+        .env("MARINA_DELETE_ENABLED", "true")
+        .env("MARINA_LOG_LEVEL", "warn")
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/v2/")).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(ready);
+    let http = reqwest::Client::new();
+    let digest = sha256(b"x");
+    http.post(format!("{base}/v2/p/blobs/uploads/?digest={digest}"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        data.join("blobs").exists(),
+        "the flag's storage path won over the environment's"
+    );
+    assert!(!env_data.exists());
+    let deleted = http
+        .delete(format!("{base}/v2/p/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.status(),
+        StatusCode::ACCEPTED,
+        "the environment's delete_enabled won over the file's"
+    );
+    let big = format!(
+        r#"{{"schemaVersion":2,"manifests":[],"annotations":{{"a":"{}"}}}}"#,
+        "x".repeat(2000)
+    );
+    let refused = http
+        .put(format!("{base}/v2/p/manifests/t"))
+        .header("Content-Type", OCI_INDEX)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the file's limit applies where nothing overrides it"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

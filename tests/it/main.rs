@@ -1,0 +1,13 @@
+//! marina's integration suite: a real server on a real socket, driven over HTTP, organised by
+//! the spec's four workflows, plus the invariants, memory, and a real OCI client.
+
+#![allow(unreachable_pub)]
+
+mod clients;
+mod common;
+mod discovery;
+mod invariants;
+mod management;
+mod memory;
+mod pull;
+mod push;
