@@ -36,7 +36,7 @@ fi
 
 # Python clients, in a venv beside the checkout (ignored by git).
 venv=.venv
-if [ ! -x "$venv/bin/oras" ] || ! "$venv/bin/python" -c 'import dxf' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import oras, dxf' 2>/dev/null; then
   log "pip: installing oras and python-dxf into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check oras python-dxf

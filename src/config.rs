@@ -307,7 +307,7 @@ impl Settings {
             "HOST:PORT such as 0.0.0.0:5000",
             |v| v.parse().ok(),
         )?;
-        let driver = s.get(
+        s.get(
             &DRIVER,
             args.storage_driver.as_ref(),
             "filesystem",
@@ -321,9 +321,7 @@ impl Settings {
             "a folder path",
             |v| (!v.is_empty()).then(|| PathBuf::from(v)),
         )?;
-        let storage = match driver {
-            () => StorageConfig::Filesystem { path },
-        };
+        let storage = StorageConfig::Filesystem { path };
         let registry = marina_registry::Config {
             delete_enabled: s.get(
                 &DELETE,

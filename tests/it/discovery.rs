@@ -68,7 +68,7 @@ async fn tags_list_in_byte_order_with_pagination() {
     assert_error(
         s.get("/v2/t/list/tags/list?n=many").await,
         400,
-        "PAGINATION_NUMBER_INVALID",
+        "UNSUPPORTED",
     )
     .await;
     assert_error(

@@ -28,7 +28,7 @@ async fn digest_of(total_mib: usize) -> String {
     let mut hasher = Sha256::new();
     let mut stream = Box::pin(chunks(total_mib));
     while let Some(chunk) = stream.next().await {
-        hasher.update(&chunk.unwrap());
+        hasher.update(chunk.unwrap());
     }
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }

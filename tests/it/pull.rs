@@ -183,7 +183,7 @@ async fn blob_ranges_give_206_or_416() {
             "bytes */2048",
             "{range}"
         );
-        assert_error(response, 416, "RANGE_INVALID").await;
+        assert_error(response, 416, "SIZE_INVALID").await;
     }
     let garbage = s
         .request(Method::GET, &path)

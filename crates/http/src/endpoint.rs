@@ -241,7 +241,7 @@ fn digest(raw: &str) -> Result<Digest, ApiError> {
 }
 
 fn digest_param(raw: &str) -> Result<Digest, ApiError> {
-    raw.parse().map_err(|e| ApiError::digest_invalid(e))
+    raw.parse().map_err(ApiError::digest_invalid)
 }
 
 /// For reads and deletes: a malformed tag can name nothing, so it is unknown (404); a
@@ -279,7 +279,7 @@ fn upload_id(raw: &str) -> Result<UploadId, ApiError> {
 
 fn upload_start(q: &Query) -> Result<UploadStart, ApiError> {
     let algorithm = match q.get("digest-algorithm") {
-        Some(a) => a.parse().map_err(|e| ApiError::digest_invalid(e))?,
+        Some(a) => a.parse().map_err(ApiError::digest_invalid)?,
         None => Algorithm::Sha256,
     };
     if let Some(d) = q.get("mount") {

@@ -1,7 +1,7 @@
 //! API errors: the spec's code, an HTTP status, a message, and the OCI JSON body built in
 //! `IntoResponse`. Storage faults are logged in full and answered without their details.
 
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use marina_oci::ErrorCode;
 use marina_registry::Error as RegistryError;
@@ -10,29 +10,31 @@ use marina_registry::Error as RegistryError;
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     detail: serde_json::Value,
-    content_range: Option<String>,
+    /// One extra header: `Range` (an upload's offset) or `Content-Range` (a blob's size).
+    header: Option<(HeaderName, String)>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::with_code(status, code.as_str(), message)
-    }
-
-    fn with_code(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
             detail: serde_json::Value::Null,
-            content_range: None,
+            header: None,
         }
     }
 
     fn detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = detail;
+        self
+    }
+
+    fn header(mut self, name: HeaderName, value: String) -> Self {
+        self.header = Some((name, value));
         self
     }
 
@@ -43,18 +45,16 @@ impl ApiError {
     }
 
     pub(crate) fn not_found(path: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::Unsupported,
-            format!("{path} is not an endpoint of the OCI distribution API"),
-        )
+        let message = format!("{path} is not an endpoint of the OCI distribution API");
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::Unsupported, message)
     }
 
     pub(crate) fn method_not_allowed(method: &Method, path: &str) -> Self {
+        let message = format!("{method} is not supported on {path}");
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Unsupported,
-            format!("{method} is not supported on {path}"),
+            message,
         )
     }
 
@@ -83,26 +83,21 @@ impl ApiError {
     }
 
     pub(crate) fn manifest_unknown_tag(raw: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::ManifestUnknown,
-            format!("no manifest is tagged {raw:?}: it is not a valid tag"),
-        )
+        let message = format!("no manifest is tagged {raw:?}: it is not a valid tag");
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown, message)
     }
 
     pub(crate) fn pagination_invalid(key: &str, value: &str) -> Self {
-        Self::with_code(
-            StatusCode::BAD_REQUEST,
-            "PAGINATION_NUMBER_INVALID",
-            format!("query parameter {key}={value:?} is not a non-negative whole number"),
-        )
+        let message = format!("query parameter {key}={value:?} is not a non-negative whole number");
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, message)
     }
 
     pub(crate) fn range_header_invalid(name: &str, value: &str) -> Self {
+        let message = format!("{name} header {value:?} is not a valid byte range");
         Self::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::BlobUploadInvalid,
-            format!("{name} header {value:?} is not a valid byte range"),
+            message,
         )
     }
 
@@ -115,19 +110,23 @@ impl ApiError {
     }
 
     pub(crate) fn body_unreadable(e: impl std::fmt::Display) -> Self {
+        let message = format!("the request body could not be read: {e}");
         Self::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::BlobUploadInvalid,
-            format!("the request body could not be read: {e}"),
+            message,
         )
     }
 
+    /// A fault of marina or its storage: logged in full, answered without details. No spec
+    /// code fits a 5xx, so it carries `UNKNOWN`, as CNCF Distribution's does.
     pub(crate) fn internal(what: impl std::fmt::Display) -> Self {
         tracing::error!(error = %what, "internal error");
+        let message = "internal server error; see the registry's log";
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unknown,
-            "internal server error; see the registry's log",
+            message,
         )
     }
 }
@@ -141,15 +140,15 @@ impl From<RegistryError> for ApiError {
             E::BlobUnknown(d) => Self::new(S::NOT_FOUND, ErrorCode::BlobUnknown, message)
                 .detail(serde_json::json!({ "digest": d.to_string() })),
             E::UploadUnknown(_) => Self::new(S::NOT_FOUND, ErrorCode::BlobUploadUnknown, message),
-            E::ChunkOutOfOrder { expected, .. } => {
-                let mut err = Self::new(
-                    S::RANGE_NOT_SATISFIABLE,
-                    ErrorCode::BlobUploadInvalid,
-                    message,
-                );
-                err.content_range = Some(crate::handlers::uploads::range_header(expected));
-                err
-            }
+            E::ChunkOutOfOrder { expected, .. } => Self::new(
+                S::RANGE_NOT_SATISFIABLE,
+                ErrorCode::BlobUploadInvalid,
+                message,
+            )
+            .header(
+                header::RANGE,
+                crate::handlers::uploads::range_header(expected),
+            ),
             E::BodyIncomplete(_) => {
                 Self::new(S::BAD_REQUEST, ErrorCode::BlobUploadInvalid, message)
             }
@@ -167,9 +166,8 @@ impl From<RegistryError> for ApiError {
             }
             E::NameUnknown(_) => Self::new(S::NOT_FOUND, ErrorCode::NameUnknown, message),
             E::RangeNotSatisfiable { size } => {
-                let mut err = Self::with_code(S::RANGE_NOT_SATISFIABLE, "RANGE_INVALID", message);
-                err.content_range = Some(format!("bytes */{size}"));
-                err
+                Self::new(S::RANGE_NOT_SATISFIABLE, ErrorCode::SizeInvalid, message)
+                    .header(header::CONTENT_RANGE, format!("bytes */{size}"))
             }
             E::DeleteDisabled => Self::new(S::METHOD_NOT_ALLOWED, ErrorCode::Unsupported, message),
             E::Store(marina_store::Error::Unavailable(_)) => {
@@ -188,21 +186,13 @@ impl From<RegistryError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
-            "errors": [{ "code": self.code, "message": self.message, "detail": self.detail }]
+            "errors": [{ "code": self.code.as_str(), "message": self.message, "detail": self.detail }]
         });
         let mut response = crate::handlers::json(self.status, &body);
-        if let Some(range) = self
-            .content_range
-            .and_then(|r| HeaderValue::from_str(&r).ok())
-        {
-            let name = if self.status == StatusCode::RANGE_NOT_SATISFIABLE
-                && self.code == "RANGE_INVALID"
-            {
-                header::CONTENT_RANGE
-            } else {
-                header::RANGE
-            };
-            response.headers_mut().insert(name, range);
+        if let Some((name, value)) = self.header {
+            response
+                .headers_mut()
+                .insert(name, crate::handlers::value(value));
         }
         response
     }

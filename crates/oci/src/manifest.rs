@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn infers_an_index_without_media_type() {
-        let doc = format!(r#"{{"schemaVersion":2,"manifests":[]}}"#);
+        let doc = r#"{"schemaVersion":2,"manifests":[]}"#;
         let m = Manifest::parse(doc.as_bytes(), Some("application/json")).unwrap();
         assert_eq!(m.media_type, OCI_INDEX);
         assert_eq!(m.kind, ManifestKind::Index);

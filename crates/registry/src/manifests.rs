@@ -132,12 +132,12 @@ impl Registry {
             return Ok(());
         }
         let stored = self.get_manifest(repo, reference).await?;
-        if let Ok(manifest) = Manifest::parse(&stored.body, Some(&stored.media_type)) {
-            if let Some(subject) = manifest.subject {
-                self.store
-                    .delete(&keys::referrer(repo, &subject.digest, &digest))
-                    .await?;
-            }
+        if let Ok(manifest) = Manifest::parse(&stored.body, Some(&stored.media_type))
+            && let Some(subject) = manifest.subject
+        {
+            self.store
+                .delete(&keys::referrer(repo, &subject.digest, &digest))
+                .await?;
         }
         self.store
             .delete(&keys::manifest_link(repo, &digest))

@@ -60,7 +60,7 @@ pub(super) async fn put(
     if let Some(subject) = &stored.subject {
         h.insert("OCI-Subject", value(subject.to_string()));
     }
-    for tag in tags {
+    for tag in &stored.tags {
         h.append("OCI-Tag", value(tag.as_str()));
     }
     Ok(response)

@@ -155,7 +155,7 @@ fn session_response(status: StatusCode, name: &RepoName, upload: &UploadStatus) 
         value(format!("/v2/{name}/blobs/uploads/{}", upload.id)),
     );
     h.insert(header::RANGE, value(range_header(upload.offset)));
-    h.insert("Docker-Upload-UUID", value(upload.id.to_string()));
+    h.insert("Docker-Upload-UUID", value(&upload.id));
     h.insert("OCI-Chunk-Min-Length", value(CHUNK_MIN_LENGTH.to_string()));
     response
 }

@@ -87,10 +87,10 @@ impl Listings {
 
 impl Cache {
     fn remember(&mut self, prefix: String, set: BTreeSet<String>) {
-        if self.order.len() >= MAX_PREFIXES {
-            if let Some(old) = self.order.pop_front() {
-                self.sets.remove(&old);
-            }
+        if self.order.len() >= MAX_PREFIXES
+            && let Some(old) = self.order.pop_front()
+        {
+            self.sets.remove(&old);
         }
         self.order.push_back(prefix.clone());
         self.sets.insert(prefix, set);
