@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# Runs the OCI distribution-spec conformance suite against a private, freshly started marina.
+#
+# The suite itself (Go, from opencontainers/distribution-spec conformance/) is not built here: build it
+# yourself and pass the binary. Both flavours work, because every variable of both is set:
+#   - the legacy ginkgo suite of the v1.1.x tags   (go test -c -o conformance.test)
+#   - the new runner on main                        (go build -o conformance)
+#
+# What this script does:
+#   1. starts marina on a free loopback port (never 5000) with empty storage in a temp dir,
+#      and waits until GET /v2/ answers;
+#   2. runs the suite with its working directory set to the output directory;
+#   3. leaves report.html and junit.xml in the output directory (marina's log goes there too, as
+#      marina.log) and prints a one-line summary parsed from junit.xml;
+#   4. stops marina (only the process it started) and exits with the suite's exit status.
+#
+# Exit status: the suite's own status (0 = all passed); 2 = bad usage; 3 = setup failure (marina
+# missing or failed to start, the suite wrote no junit.xml, ...).
+# It never reads stdin.
+set -euo pipefail
+
+prog=conformance.sh
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+usage() {
+  cat <<EOF
+Usage: scripts/$prog [OPTIONS] [-- SUITE_ARGS...]
+
+Runs the OCI distribution-spec conformance suite against a freshly started marina.
+
+Options:
+  --bin PATH                 Conformance suite binary (or env CONFORMANCE_BIN). Required.
+                             Legacy v1.1.x: 'go test -c -o conformance.test' in conformance/;
+                             main: 'go build -o conformance' in conformance/.
+  --marina PATH              marina binary (or env MARINA_BIN). Default: target/release/marina
+                             of this checkout, built with 'cargo build --release' if missing.
+  --storage filesystem|s3    Storage backend (default filesystem, in a fresh temp dir). For s3,
+                             STORAGE_DRIVER=s3 is set and your S3_* / AWS_* variables are passed on.
+  --out DIR                  Output directory for report.html, junit.xml and marina.log
+                             (default ./conformance-results). Created if missing; old reports in it
+                             are removed first.
+  --no-automatic-crossmount  Start marina with --mount-without-from false and tell the suite
+                             (OCI_AUTOMATIC_CROSSMOUNT=0). The default is on (=1).
+  --start-timeout SECONDS    How long to wait for marina's GET /v2/ (default 30).
+  -h, --help                 Show this help.
+
+Arguments after '--' are passed to the suite binary unchanged.
+
+Environment read (optional): OCI_VERSION (default 1.1; new runner only, e.g. 'dev' also tests upload
+cancel, ?tag= and digest headers), OCI_DEBUG (default 0), OCI_DELETE_MANIFEST_BEFORE_BLOBS
+(default 1). Other OCI_* variables you set (OCI_LOG, OCI_FILTER_TEST, OCI_API_*, OCI_DATA_*, ...) are
+passed through; the read-only-data ones (OCI_TAG_NAME, OCI_MANIFEST_DIGEST, OCI_BLOB_DIGEST,
+OCI_TAG_LIST, OCI_RO_DATA_*) are removed, since the registry starts empty.
+
+Exit status: the suite's (0 = pass); 2 = bad usage; 3 = setup failure.
+EOF
+}
+
+die_usage() { printf '%s: %s\n' "$prog" "$*" >&2; printf "Try 'scripts/%s --help'.\n" "$prog" >&2; exit 2; }
+log() { printf '[conformance] %s\n' "$*" >&2; }
+fail_setup() { printf '[conformance] error: %s\n' "$*" >&2; exit 3; }
+
+# ---------------------------------------------------------------------------------------- options
+bin=${CONFORMANCE_BIN:-}
+marina=${MARINA_BIN:-}
+storage=filesystem
+out=./conformance-results
+crossmount=1
+start_timeout=30
+suite_args=()
+
+need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die_usage "option $1 needs a value"; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --bin) need_value "$@"; bin=$2; shift 2 ;;
+    --bin=*) bin=${1#*=}; shift ;;
+    --marina) need_value "$@"; marina=$2; shift 2 ;;
+    --marina=*) marina=${1#*=}; shift ;;
+    --storage) need_value "$@"; storage=$2; shift 2 ;;
+    --storage=*) storage=${1#*=}; shift ;;
+    --out) need_value "$@"; out=$2; shift 2 ;;
+    --out=*) out=${1#*=}; shift ;;
+    --no-automatic-crossmount) crossmount=0; shift ;;
+    --start-timeout) need_value "$@"; start_timeout=$2; shift 2 ;;
+    --start-timeout=*) start_timeout=${1#*=}; shift ;;
+    --) shift; suite_args=("$@"); break ;;
+    *) die_usage "unknown option '$1'" ;;
+  esac
+done
+
+case "$storage" in
+  filesystem|s3) ;;
+  *) die_usage "--storage must be 'filesystem' or 's3', not '$storage'" ;;
+esac
+[[ "$start_timeout" =~ ^[1-9][0-9]*$ ]] || die_usage "--start-timeout must be a positive whole number of seconds"
+[ -n "$out" ] || die_usage "--out must not be empty"
+[ -n "$bin" ] || die_usage "no conformance binary: pass --bin PATH or set CONFORMANCE_BIN"
+
+abspath() { # absolute form of a path whose parent exists; no symlink resolution needed
+  case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$(pwd)" "$1" ;; esac
+}
+
+if [ ! -e "$bin" ] && [[ "$bin" != */* ]] && command -v "$bin" >/dev/null 2>&1; then
+  bin=$(command -v "$bin")  # a bare name found on PATH
+fi
+bin=$(abspath "$bin")
+[ -f "$bin" ] && [ -x "$bin" ] || die_usage "conformance binary '$bin' is not an executable file"
+
+for tool in curl; do
+  command -v "$tool" >/dev/null 2>&1 || fail_setup "'$tool' is required but not installed"
+done
+have_python=0
+command -v python3 >/dev/null 2>&1 && have_python=1
+
+# ---------------------------------------------------------------------------------------- marina binary
+if [ -z "$marina" ]; then
+  marina=$repo_root/target/release/marina
+  if [ ! -x "$marina" ]; then
+    command -v cargo >/dev/null 2>&1 || fail_setup "$marina is missing and cargo is not installed (or pass --marina / MARINA_BIN)"
+    log "building marina: cargo build --release (in $repo_root)"
+    (cd "$repo_root" && cargo build --release </dev/null) || fail_setup "cargo build --release failed"
+  fi
+fi
+marina=$(abspath "$marina")
+[ -f "$marina" ] && [ -x "$marina" ] || fail_setup "marina binary '$marina' is not an executable file"
+
+# ---------------------------------------------------------------------------------------- output dir
+mkdir -p "$out" || fail_setup "cannot create output directory '$out'"
+out=$(cd "$out" && pwd)
+# Remove reports of an earlier run, so a run that writes none cannot pass off old results as its own.
+rm -f "$out/junit.xml" "$out/report.html" "$out/results.yaml" "$out/marina.log"
+marina_log=$out/marina.log
+
+# ---------------------------------------------------------------------------------------- cleanup
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/marina-conformance.XXXXXX")
+marina_pid=
+suite_pid=
+
+stop_marina() {
+  local pid=$marina_pid
+  [ -n "$pid" ] || return 0
+  marina_pid=
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 1 100); do  # up to 10 s for a graceful stop
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "marina (pid $pid) did not stop after SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  trap '' INT TERM  # a second signal must not cut the cleanup short
+  if [ -n "$suite_pid" ] && kill -0 "$suite_pid" 2>/dev/null; then
+    log "stopping the suite (pid $suite_pid)"
+    kill -TERM "$suite_pid" 2>/dev/null || true
+    wait "$suite_pid" 2>/dev/null || true
+  fi
+  stop_marina
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------- free port
+port_in_use() { # is something accepting connections on 127.0.0.1:$1 ?
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+pick_port() {
+  local p i
+  for i in $(seq 1 50); do
+    if [ "$have_python" = 1 ]; then
+      p=$(python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()')
+    else
+      p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+    fi
+    # 5000 is the registry's customary port: never take it, even when it happens to be free.
+    [ "$p" != 5000 ] || continue
+    port_in_use "$p" && continue
+    printf '%s\n' "$p"
+    return 0
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------- start marina
+marina_args_common=(--delete-enabled true)
+if [ "$crossmount" = 1 ]; then
+  marina_args_common+=(--mount-without-from true)
+else
+  marina_args_common+=(--mount-without-from false)
+fi
+
+if [ "$storage" = s3 ]; then
+  s3_vars=$(compgen -e | grep -E '^(S3|AWS)_' | tr '\n' ' ' | sed 's/ $//' || true)
+  if [ -n "$s3_vars" ]; then
+    log "storage: s3, passing on from the environment: $s3_vars"
+  else
+    log "storage: s3, but no S3_* or AWS_* variable is set; marina will probably refuse to start"
+  fi
+else
+  log "storage: filesystem in $workdir/storage (fresh, deleted afterwards)"
+fi
+
+start_marina() { # $1 = port; sets marina_pid
+  local port=$1
+  : >"$marina_log"
+  if [ "$storage" = s3 ]; then
+    STORAGE_DRIVER=s3 "$marina" --listen "127.0.0.1:$port" "${marina_args_common[@]}" \
+      </dev/null >>"$marina_log" 2>&1 &
+  else
+    rm -rf "$workdir/storage"
+    STORAGE_DRIVER=filesystem "$marina" --listen "127.0.0.1:$port" --storage-path "$workdir/storage" \
+      "${marina_args_common[@]}" </dev/null >>"$marina_log" 2>&1 &
+  fi
+  marina_pid=$!
+}
+
+show_log_tail() {
+  printf '[conformance] --- last lines of %s ---\n' "$marina_log" >&2
+  tail -n 20 "$marina_log" >&2 || true
+  printf '[conformance] ---\n' >&2
+}
+
+# Waits until marina answers GET /v2/. Returns 0 when ready, 1 when marina exited (status in
+# $marina_exit), 2 on timeout.
+wait_ready() {
+  local port=$1 deadline code
+  deadline=$(( $(date +%s) + start_timeout ))
+  while :; do
+    if ! kill -0 "$marina_pid" 2>/dev/null; then
+      marina_exit=0
+      wait "$marina_pid" 2>/dev/null || marina_exit=$?
+      marina_pid=
+      return 1
+    fi
+    code=$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/v2/" 2>/dev/null || true)
+    if [ -n "$code" ] && [ "$code" != 000 ]; then
+      # Something answered; make sure it is our marina and not a process that took the port first.
+      sleep 0.2
+      if kill -0 "$marina_pid" 2>/dev/null; then
+        marina_ready_status=$code
+        return 0
+      fi
+      continue
+    fi
+    [ "$(date +%s)" -lt "$deadline" ] || return 2
+    sleep 0.1
+  done
+}
+
+port=
+marina_exit=0
+marina_ready_status=
+for attempt in 1 2 3 4 5; do
+  port=$(pick_port) || fail_setup "could not find a free loopback port"
+  start_marina "$port"
+  set +e
+  wait_ready "$port"
+  ready=$?
+  set -e
+  if [ "$ready" = 0 ]; then
+    break
+  elif [ "$ready" = 1 ]; then
+    if grep -qiE 'address (already )?in use' "$marina_log" && [ "$attempt" -lt 5 ]; then
+      log "port $port was taken before marina could bind it; trying another"
+      continue
+    fi
+    log "marina failed to start (exit status $marina_exit; $marina with --storage $storage)"
+    show_log_tail
+    exit 3
+  else
+    log "marina failed to start: GET http://127.0.0.1:$port/v2/ did not answer within ${start_timeout}s"
+    show_log_tail
+    exit 3
+  fi
+done
+[ "$ready" = 0 ] || fail_setup "marina failed to start"
+[ "$marina_ready_status" = 200 ] || log "warning: GET /v2/ answered $marina_ready_status, not 200"
+
+root_url=http://127.0.0.1:$port
+log "marina pid $marina_pid listening on $root_url (log: $marina_log)"
+
+# ---------------------------------------------------------------------------------------- suite env
+# Repository names carry a run id so that runs against shared (s3) storage do not see each other.
+run_id=$(date +%s)$$
+repo1=conformance-$run_id/repo1
+repo2=conformance-$run_id/repo2
+
+# Read-only-data variables make the suites skip pushing and look for content that is not there.
+unset OCI_TAG_NAME OCI_MANIFEST_DIGEST OCI_BLOB_DIGEST OCI_TAG_LIST \
+      OCI_RO_DATA_TAGS OCI_RO_DATA_MANIFESTS OCI_RO_DATA_BLOBS OCI_RO_DATA_REFERRERS
+# A relative configuration file would no longer be found once the suite runs in the output dir.
+if [ -n "${OCI_CONFIGURATION:-}" ]; then
+  export OCI_CONFIGURATION
+  OCI_CONFIGURATION=$(abspath "$OCI_CONFIGURATION")
+fi
+
+# Legacy ginkgo suite (v1.1.x tags).
+export OCI_ROOT_URL=$root_url
+export OCI_NAMESPACE=$repo1
+export OCI_CROSSMOUNT_NAMESPACE=$repo2
+export OCI_TEST_PULL=1
+export OCI_TEST_PUSH=1
+export OCI_TEST_CONTENT_DISCOVERY=1
+export OCI_TEST_CONTENT_MANAGEMENT=1
+export OCI_AUTOMATIC_CROSSMOUNT=$crossmount
+export OCI_REPORT_DIR=$out
+export OCI_HIDE_SKIPPED_WORKFLOWS=0
+export OCI_DEBUG=${OCI_DEBUG:-0}
+export OCI_DELETE_MANIFEST_BEFORE_BLOBS=${OCI_DELETE_MANIFEST_BEFORE_BLOBS:-1}
+# New runner (main). It maps the legacy names too, but its own names take precedence.
+export OCI_REGISTRY=127.0.0.1:$port
+export OCI_TLS=disabled
+export OCI_REPO1=$repo1
+export OCI_REPO2=$repo2
+export OCI_RESULTS_DIR=$out
+export OCI_VERSION=${OCI_VERSION:-1.1}
+if [ -z "${OCI_API_BLOBS_MOUNT_ANONYMOUS:-}" ]; then
+  if [ "$crossmount" = 1 ]; then export OCI_API_BLOBS_MOUNT_ANONYMOUS=true; else export OCI_API_BLOBS_MOUNT_ANONYMOUS=false; fi
+fi
+
+# ---------------------------------------------------------------------------------------- run suite
+log "running $bin (working directory $out, OCI_VERSION=$OCI_VERSION, automatic crossmount=$crossmount)"
+# In the background so that a signal to this script runs the cleanup at once (wait is interrupted;
+# a foreground child would delay the trap until the suite ends).
+(cd "$out" && exec "$bin" ${suite_args[@]+"${suite_args[@]}"}) </dev/null &
+suite_pid=$!
+set +e
+wait "$suite_pid"
+suite_status=$?
+set -e
+suite_pid=
+
+if ! kill -0 "$marina_pid" 2>/dev/null; then
+  log "warning: marina exited during the run"
+  show_log_tail
+fi
+stop_marina
+
+# The new runner writes to OCI_RESULTS_DIR, the legacy suite to OCI_REPORT_DIR (or its working
+# directory in old versions); all are the output dir. Pick up strays from a default ./results.
+for f in junit.xml report.html; do
+  if [ ! -f "$out/$f" ] && [ -f "$out/results/$f" ]; then
+    cp "$out/results/$f" "$out/$f"
+  fi
+done
+
+missing=()
+for f in junit.xml report.html; do
+  [ -f "$out/$f" ] || missing+=("$f")
+done
+
+# ---------------------------------------------------------------------------------------- summary
+junit_summary() { # prints "tests failures errors skipped", summed over <testsuite> elements
+  local f=$1
+  if [ "$have_python" = 1 ]; then
+    python3 - "$f" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+if not suites:
+    suites = [root]
+def num(el, key):
+    try:
+        return int(float(el.get(key, "0") or 0))
+    except ValueError:
+        return 0
+totals = [sum(num(s, k) for s in suites) for k in ("tests", "failures", "errors", "skipped")]
+print(*totals)
+PY
+  else
+    local tags t=0 fl=0 e=0 s=0 tag
+    tags=$(grep -o '<testsuite[[:space:]][^>]*>' "$f" || true)
+    [ -n "$tags" ] || tags=$(grep -o '<testsuites[[:space:]][^>]*>' "$f" || true)
+    attr() { printf '%s' "$1" | sed -n "s/.*[[:space:]]$2=\"\([0-9]*\)\".*/\1/p"; }
+    while IFS= read -r tag; do
+      [ -n "$tag" ] || continue
+      t=$(( t + $(attr "$tag" tests | grep . || echo 0) ))
+      fl=$(( fl + $(attr "$tag" failures | grep . || echo 0) ))
+      e=$(( e + $(attr "$tag" errors | grep . || echo 0) ))
+      s=$(( s + $(attr "$tag" skipped | grep . || echo 0) ))
+    done <<<"$tags"
+    echo "$t $fl $e $s"
+  fi
+}
+
+if [ -f "$out/junit.xml" ]; then
+  if counts=$(junit_summary "$out/junit.xml" 2>/dev/null) && [ -n "$counts" ]; then
+    read -r n_tests n_fail n_err n_skip <<<"$counts"
+    n_pass=$(( n_tests - n_fail - n_err - n_skip ))
+    [ "$n_pass" -ge 0 ] || n_pass=0
+    if [ "$suite_status" = 0 ]; then verdict=PASS; else verdict=FAIL; fi
+    echo "conformance summary: $verdict tests=$n_tests passed=$n_pass failures=$n_fail errors=$n_err skipped=$n_skip exit=$suite_status (reports in $out)"
+  else
+    echo "conformance summary: FAIL could not parse $out/junit.xml exit=$suite_status (reports in $out)"
+    [ "$suite_status" != 0 ] || suite_status=3
+  fi
+else
+  echo "conformance summary: FAIL no junit.xml was written exit=$suite_status (reports in $out)"
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  log "error: the suite did not write ${missing[*]} into $out"
+  # The new runner exits 0 when its configuration cannot be loaded; never report that as a pass.
+  [ "$suite_status" != 0 ] || suite_status=3
+fi
+
+exit "$suite_status"
