@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what the tests need
+# (idempotently), then runs formatting, lints, unit and integration tests, the real-client
+# end-to-end suite and the conformance runner's plumbing test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, integration, storage conformance, oci-client)"
+cargo test --release --workspace --locked
+
+export MARINA_BIN="$PWD/target/release/marina"
+
+step "real clients end to end"
+bash tests/clients/run.sh
+
+step "conformance runner plumbing"
+bash tests/conformance/test_script.sh
