@@ -5,6 +5,7 @@ mod error;
 pub mod filesystem;
 mod key;
 pub mod memory;
+pub mod s3;
 pub mod testsuite;
 
 use std::ops::Range;
@@ -57,8 +58,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<String>>;
 
     /// Writes `input` into the staging object `key` from byte `offset` on, discarding anything
-    /// stored past `offset` before. Returns the new length once the bytes are durable. If it
-    /// fails, the bytes up to `offset` are untouched.
+    /// stored past `offset` before. `offset` is 0 or a length an earlier `append` returned
+    /// (backends may keep appends as separate parts). Returns the new length once the bytes
+    /// are durable. If it fails, the bytes up to `offset` are untouched. A staging object is
+    /// measured with [`Store::size`] and read with [`Store::read`].
     async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64>;
 
     /// Makes the staging object `staged` readable as the immutable object `to`, atomically,
