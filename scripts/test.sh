@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what the tests need
-# (idempotently), then runs formatting, lints, unit and integration tests, the real-client
-# end-to-end suite and the conformance runner's plumbing test.
+# (idempotently), then runs formatting, lints, unit and integration tests (on the filesystem
+# and again on S3), the real-client end-to-end suite and the conformance runner's plumbing test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,8 +16,11 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --release --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (unit, integration, storage conformance, oci-client)"
+step "cargo test (unit, integration on the filesystem, S3 on Garage, oci-client)"
 cargo test --release --workspace --locked
+
+step "integration suite again, every test on S3 (Garage)"
+MARINA_TEST_STORAGE=s3 cargo test --release --locked --test it
 
 export MARINA_BIN="$PWD/target/release/marina"
 

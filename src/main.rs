@@ -20,7 +20,8 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let settings = match config::Settings::resolve(&cli.serve, &matches) {
+    let _ = cli.serve;
+    let settings = match config::Settings::resolve(&matches) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("marina: {e}");
@@ -28,6 +29,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     logging::init(&settings.log);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     match serve::run(settings) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use marina_registry::Registry;
-use marina_store::{Store, filesystem::FileStore};
+use marina_store::{Store, filesystem::FileStore, s3::S3Store};
 
 use crate::config::{Settings, StorageConfig};
 
@@ -21,7 +21,7 @@ pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let store = open_store(&settings.storage)?;
+    let store = open_store(&settings.storage).await?;
     let registry = Registry::new(store, settings.registry.clone());
     tokio::spawn(purge_uploads(registry.clone()));
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -39,11 +39,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_store(config: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the configured storage; a bucket that cannot be reached stops start-up.
+async fn open_store(config: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
     match config {
         StorageConfig::Filesystem { path } => {
             let store = FileStore::open(path)
                 .with_context(|| format!("opening storage folder {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StorageConfig::S3(s3) => {
+            let store = S3Store::new(s3)?;
+            store
+                .check()
+                .await
+                .context("checking the S3 bucket at start-up")?;
             Ok(Arc::new(store))
         }
     }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,11 +17,22 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
 
-/// A marina serving a temporary folder from inside the test process.
+/// A marina serving from inside the test process: on a temporary folder, or, with
+/// `MARINA_TEST_STORAGE=s3`, under a fresh prefix of the shared Garage bucket.
 pub struct Server {
     pub base: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    pub store: Arc<dyn Store>,
+}
+
+/// Whether this run tests the S3 backend.
+pub fn testing_s3() -> bool {
+    match std::env::var("MARINA_TEST_STORAGE").as_deref() {
+        Ok("s3") => true,
+        Ok("filesystem") | Err(_) => false,
+        Ok(other) => panic!("MARINA_TEST_STORAGE={other:?}: expected filesystem or s3"),
+    }
 }
 
 impl Server {
@@ -30,7 +42,14 @@ impl Server {
 
     pub async fn start_with(config: Config) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(FileStore::open(dir.path()).expect("open store"));
+        let store: Arc<dyn Store> = if testing_s3() {
+            let node = crate::garage::shared();
+            Arc::new(
+                crate::garage::store(&node.endpoint(), &crate::garage::unique_prefix("it")).await,
+            )
+        } else {
+            Arc::new(FileStore::open(dir.path()).expect("open store"))
+        };
         Self::serve(store, config, dir).await
     }
 
@@ -40,12 +59,13 @@ impl Server {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let router = marina_http::router(Registry::new(store, config));
+        let router = marina_http::router(Registry::new(Arc::clone(&store), config));
         tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
         Self {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
             dir,
+            store,
         }
     }
 
@@ -137,9 +157,18 @@ impl Server {
         (sha256(manifest.as_bytes()), manifest.into_bytes())
     }
 
-    /// Files stored under `blobs/` (content), to check deduplication and that nothing partial exists.
-    pub fn content_files(&self) -> Vec<PathBuf> {
-        files_under(&self.dir.path().join("blobs"))
+    /// Keys stored under `prefix` (`blobs/` is content), on whichever backend serves.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let prefix = marina_store::Key::new(prefix).expect("prefix");
+        self.store
+            .list(&prefix, None, usize::MAX)
+            .await
+            .expect("list")
+    }
+
+    /// Content keys: to check deduplication, and that nothing partial is visible.
+    pub async fn content(&self) -> Vec<String> {
+        self.keys("blobs/").await
     }
 }
 
@@ -241,7 +270,15 @@ pub struct Process {
 }
 
 impl Process {
+    /// The binary on the filesystem backend.
     pub async fn start(storage: &Path, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = vec!["--storage-path".into(), storage.display().to_string()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        Self::spawn(&args, &[]).await
+    }
+
+    /// The binary with the given arguments and environment (for example S3 settings).
+    pub async fn spawn(args: &[String], env: &[(String, String)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("free port")
             .local_addr()
@@ -249,9 +286,9 @@ impl Process {
             .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
-            .args(["--listen", &addr.to_string(), "--storage-path"])
-            .arg(storage)
-            .args(extra)
+            .args(["--listen", &addr.to_string()])
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("MARINA_LOG_LEVEL", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()

@@ -6,8 +6,10 @@
 mod clients;
 mod common;
 mod discovery;
+mod garage;
 mod invariants;
 mod management;
 mod memory;
 mod pull;
 mod push;
+mod s3;

@@ -34,7 +34,7 @@ async fn digest_of(total_mib: usize) -> String {
 }
 
 /// Pushes and pulls `total_mib`; returns the server's peak RSS in MiB afterwards.
-async fn round_trip(marina: &Process, total_mib: usize) -> u64 {
+pub(crate) async fn round_trip(marina: &Process, total_mib: usize) -> u64 {
     let http = reqwest::Client::new();
     let digest = digest_of(total_mib).await;
     let url = format!("{}/v2/memory/blobs/uploads/?digest={digest}", marina.base);

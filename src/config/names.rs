@@ -1,0 +1,127 @@
+//! Every setting's flag, environment variable and TOML key, in one table.
+
+use super::sources::Names;
+
+pub(super) const CONFIG: Names = Names {
+    id: "config",
+    flag: "--config",
+    env: "MARINA_CONFIG",
+    key: "",
+};
+pub(super) const LISTEN: Names = Names {
+    id: "listen",
+    flag: "--listen",
+    env: "MARINA_LISTEN",
+    key: "listen",
+};
+pub(super) const DRIVER: Names = Names {
+    id: "storage_driver",
+    flag: "--storage-driver",
+    env: "STORAGE_DRIVER",
+    key: "storage.driver",
+};
+pub(super) const STORAGE_TYPE: Names = Names {
+    id: "storage_type",
+    flag: "--storage-type",
+    env: "STORAGE_TYPE",
+    key: "",
+};
+pub(super) const PATH: Names = Names {
+    id: "storage_path",
+    flag: "--storage-path",
+    env: "STORAGE_PATH",
+    key: "storage.path",
+};
+pub(super) const S3_BUCKET: Names = Names {
+    id: "s3_bucket",
+    flag: "--s3-bucket",
+    env: "S3_BUCKET",
+    key: "storage.s3.bucket",
+};
+pub(super) const S3_REGION: Names = Names {
+    id: "s3_region",
+    flag: "--s3-region",
+    env: "S3_REGION",
+    key: "storage.s3.region",
+};
+pub(super) const S3_ENDPOINT: Names = Names {
+    id: "s3_endpoint",
+    flag: "--s3-endpoint",
+    env: "S3_ENDPOINT",
+    key: "storage.s3.endpoint",
+};
+pub(super) const S3_PREFIX: Names = Names {
+    id: "s3_prefix",
+    flag: "--s3-prefix",
+    env: "S3_PREFIX",
+    key: "storage.s3.prefix",
+};
+pub(super) const S3_PATH_STYLE: Names = Names {
+    id: "s3_force_path_style",
+    flag: "--s3-force-path-style",
+    env: "S3_FORCE_PATH_STYLE",
+    key: "storage.s3.force_path_style",
+};
+pub(super) const S3_INSECURE: Names = Names {
+    id: "s3_insecure_skip_verify",
+    flag: "--s3-insecure-skip-verify",
+    env: "S3_INSECURE_SKIP_VERIFY",
+    key: "storage.s3.insecure_skip_verify",
+};
+pub(super) const DELETE: Names = Names {
+    id: "delete_enabled",
+    flag: "--delete-enabled",
+    env: "MARINA_DELETE_ENABLED",
+    key: "delete_enabled",
+};
+pub(super) const MANIFEST: Names = Names {
+    id: "max_manifest_size",
+    flag: "--max-manifest-size",
+    env: "MARINA_MAX_MANIFEST_SIZE",
+    key: "max_manifest_size",
+};
+pub(super) const EXPIRY: Names = Names {
+    id: "upload_expiry",
+    flag: "--upload-expiry",
+    env: "MARINA_UPLOAD_EXPIRY",
+    key: "upload_expiry",
+};
+pub(super) const MOUNT: Names = Names {
+    id: "mount_without_from",
+    flag: "--mount-without-from",
+    env: "MARINA_MOUNT_WITHOUT_FROM",
+    key: "mount_without_from",
+};
+pub(super) const LOG_LEVEL: Names = Names {
+    id: "log_level",
+    flag: "--log-level",
+    env: "MARINA_LOG_LEVEL",
+    key: "log.level",
+};
+pub(super) const LOG_FORMAT: Names = Names {
+    id: "log_format",
+    flag: "--log-format",
+    env: "MARINA_LOG_FORMAT",
+    key: "log.format",
+};
+
+/// Every setting the file may hold (and the rest, whose empty key the file check skips).
+pub(super) const ALL: [&Names; 17] = [
+    &CONFIG,
+    &LISTEN,
+    &DRIVER,
+    &STORAGE_TYPE,
+    &PATH,
+    &S3_BUCKET,
+    &S3_REGION,
+    &S3_ENDPOINT,
+    &S3_PREFIX,
+    &S3_PATH_STYLE,
+    &S3_INSECURE,
+    &DELETE,
+    &MANIFEST,
+    &EXPIRY,
+    &MOUNT,
+    &LOG_LEVEL,
+    &LOG_FORMAT,
+];
