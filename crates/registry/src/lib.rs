@@ -4,6 +4,7 @@
 mod blobs;
 mod catalog;
 mod error;
+mod hashing;
 mod keys;
 mod locks;
 mod manifests;

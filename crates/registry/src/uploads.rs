@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
@@ -272,19 +271,9 @@ impl Registry {
 
     /// Streams `body` into the session's data, hashing as it goes; updates offset and hasher.
     async fn receive(&self, session: &mut Session, body: InputStream) -> Result<()> {
-        let hasher = Arc::new(Mutex::new(session.hasher.clone()));
-        let feed = Arc::clone(&hasher);
-        let hashed = body.map(move |chunk| {
-            if let Ok(bytes) = &chunk {
-                feed.lock().expect("hasher lock").update(bytes);
-            }
-            chunk
-        });
-        session.offset = self
-            .store
-            .append(&session.data_key(), session.offset, Box::pin(hashed))
-            .await?;
-        session.hasher = hasher.lock().expect("hasher lock").clone();
+        let (hashed, hasher) = crate::hashing::hash_on_the_way(body, session.hasher.clone());
+        session.offset = self.store.append(&session.data_key(), session.offset, hashed).await?;
+        session.hasher = hasher.await.map_err(|e| Error::BodyIncomplete(format!("hashing stopped: {e}")))?;
         Ok(())
     }
 

@@ -21,7 +21,7 @@ const TMP_DIR: &str = ".tmp";
 /// The lock file that keeps a second process off the same root.
 const LOCK_FILE: &str = ".lock";
 /// Bytes read per step when streaming an object out.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 
 /// Objects as files under a root folder. The process holds an exclusive lock on the root: the
 /// listing cache assumes it is the only writer.

@@ -1,20 +1,20 @@
 //! Durable file writes: temp file + fsync + rename + directory fsync, and streamed appends that
-//! overlap receiving with writing and flush to disk as they go.
+//! overlap receiving with writing, and start writeback as they go so the final fsync is short.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, Write};
+use std::io::{self, IoSlice, Seek, Write};
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use crate::{Error, InputStream, Key, Result};
 
-/// Bytes gathered from the input before one write call.
+/// Bytes gathered from the input before one (vectored) write call.
 const WRITE_CHUNK: usize = 1024 * 1024;
-/// Bytes written between flushes to disk, so the final fsync has little left to do.
-const FLUSH_EVERY: u64 = 32 * 1024 * 1024;
+/// Bytes written between starts of writeback, so the disk works while bytes still arrive.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Writes `value` to `tmp`, syncs it, and renames it over `path` durably.
 pub(super) fn replace_file(tmp: &Path, path: &Path, value: &[u8]) -> io::Result<()> {
@@ -105,7 +105,10 @@ pub(super) fn open_for_append(path: &Path, offset: u64) -> io::Result<File> {
 struct Writer {
     file: Option<File>,
     pending: Option<JoinHandle<io::Result<File>>>,
-    unflushed: u64,
+    /// Where the next write lands.
+    position: u64,
+    /// Where the bytes not yet sent to writeback begin.
+    writeback_from: u64,
 }
 
 impl Writer {
@@ -118,18 +121,19 @@ impl Writer {
         }
     }
 
-    /// Starts writing `data` on a blocking thread; flushes when enough is unflushed.
-    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+    /// Starts writing `data` on a blocking thread, then writeback of what has piled up.
+    async fn write(&mut self, data: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
-        self.unflushed += data.len() as u64;
-        let flush = self.unflushed >= FLUSH_EVERY;
-        if flush {
-            self.unflushed = 0;
-        }
+        self.position += data.iter().map(|b| b.len() as u64).sum::<u64>();
+        let writeback = (self.position - self.writeback_from >= WRITEBACK_EVERY).then(|| {
+            let range = (self.writeback_from, self.position - self.writeback_from);
+            self.writeback_from = self.position;
+            range
+        });
         self.pending = Some(tokio::task::spawn_blocking(move || {
-            file.write_all(&data)?;
-            if flush {
-                file.sync_data()?;
+            write_all_vectored(&mut file, &data)?;
+            if let Some((from, len)) = writeback {
+                start_writeback(&file, from, len);
             }
             Ok(file)
         }));
@@ -137,15 +141,39 @@ impl Writer {
     }
 
     /// Writes what is left, syncs the file, and returns.
-    async fn finish(mut self, rest: Bytes) -> io::Result<()> {
+    async fn finish(mut self, rest: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
         tokio::task::spawn_blocking(move || {
-            file.write_all(&rest)?;
+            write_all_vectored(&mut file, &rest)?;
             file.sync_data()
         })
         .await
         .map_err(io::Error::other)?
     }
+}
+
+/// Writes every chunk, as few system calls as the kernel allows (no copy into one buffer).
+fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Asks the kernel to start writing a range back without waiting for it. On dirty pages,
+/// `POSIX_FADV_DONTNEED` starts asynchronous writeback (and drops nothing: dirty pages cannot
+/// be dropped), which is `sync_file_range(SYNC_FILE_RANGE_WRITE)` without `unsafe`. Advice only:
+/// a failure changes nothing about durability, which the final fsync provides.
+fn start_writeback(file: &File, from: u64, len: u64) {
+    let len = std::num::NonZeroU64::new(len);
+    let _ = rustix::fs::fadvise(file, from, len, rustix::fs::Advice::DontNeed);
 }
 
 /// Streams `input` into `file` (positioned at `offset`), durably. Returns the new length.
@@ -155,28 +183,19 @@ pub(super) async fn stream_into(
     mut input: InputStream,
     key: &Key,
 ) -> Result<u64> {
-    let mut writer = Writer {
-        file: Some(file),
-        pending: None,
-        unflushed: 0,
-    };
-    let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
+    let mut writer = Writer { file: Some(file), pending: None, position: offset, writeback_from: offset };
+    let (mut batch, mut batched) = (Vec::new(), 0);
     let mut length = offset;
     while let Some(chunk) = input.next().await {
         let chunk = chunk.map_err(Error::Input)?;
         length += chunk.len() as u64;
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= WRITE_CHUNK {
-            let full = std::mem::replace(&mut buf, BytesMut::with_capacity(WRITE_CHUNK));
-            writer
-                .write(full.freeze())
-                .await
-                .map_err(|e| Error::io(key, e))?;
+        batched += chunk.len();
+        batch.push(chunk);
+        if batched >= WRITE_CHUNK {
+            batched = 0;
+            writer.write(std::mem::take(&mut batch)).await.map_err(|e| Error::io(key, e))?;
         }
     }
-    writer
-        .finish(buf.freeze())
-        .await
-        .map_err(|e| Error::io(key, e))?;
+    writer.finish(batch).await.map_err(|e| Error::io(key, e))?;
     Ok(length)
 }
