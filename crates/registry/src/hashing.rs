@@ -14,7 +14,10 @@ const IN_FLIGHT: usize = 8;
 
 /// Splits `body` into the stream the store consumes and the hasher, handed back once the store
 /// has drained the stream. Every byte the store receives has been hashed first.
-pub(crate) fn hash_on_the_way(mut body: InputStream, mut hasher: Hasher) -> (InputStream, JoinHandle<Hasher>) {
+pub(crate) fn hash_on_the_way(
+    mut body: InputStream,
+    mut hasher: Hasher,
+) -> (InputStream, JoinHandle<Hasher>) {
     let (to_hasher, mut from_body) = mpsc::channel::<std::io::Result<Bytes>>(IN_FLIGHT);
     let (to_store, from_hasher) = mpsc::channel(IN_FLIGHT);
     tokio::spawn(async move {
@@ -36,6 +39,8 @@ pub(crate) fn hash_on_the_way(mut body: InputStream, mut hasher: Hasher) -> (Inp
         }
         hasher
     });
-    let stream = futures_util::stream::unfold(from_hasher, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures_util::stream::unfold(from_hasher, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     (Box::pin(stream), hashing)
 }

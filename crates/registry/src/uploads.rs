@@ -272,8 +272,13 @@ impl Registry {
     /// Streams `body` into the session's data, hashing as it goes; updates offset and hasher.
     async fn receive(&self, session: &mut Session, body: InputStream) -> Result<()> {
         let (hashed, hasher) = crate::hashing::hash_on_the_way(body, session.hasher.clone());
-        session.offset = self.store.append(&session.data_key(), session.offset, hashed).await?;
-        session.hasher = hasher.await.map_err(|e| Error::BodyIncomplete(format!("hashing stopped: {e}")))?;
+        session.offset = self
+            .store
+            .append(&session.data_key(), session.offset, hashed)
+            .await?;
+        session.hasher = hasher
+            .await
+            .map_err(|e| Error::BodyIncomplete(format!("hashing stopped: {e}")))?;
         Ok(())
     }
 
@@ -303,8 +308,16 @@ impl Registry {
             hash: hex::encode(session.hasher.save()),
             touched: now_secs(),
         };
-        let bytes = serde_json::to_vec(&state).expect("session state serializes");
-        self.store.put(&session.state_key(), bytes.into()).await?;
+        let bytes = serde_json::to_vec(&state)
+            .expect("session state serializes")
+            .into();
+        // A fresh session holds nothing acknowledged: losing it in a crash only means the
+        // client starts over. Once chunks are acknowledged (202), their state must last.
+        if session.offset == 0 {
+            self.store.put_volatile(&session.state_key(), bytes).await?;
+        } else {
+            self.store.put(&session.state_key(), bytes).await?;
+        }
         Ok(())
     }
 

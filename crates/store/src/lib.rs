@@ -42,10 +42,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a whole object, replacing any object under that key.
     async fn put(&self, key: &Key, value: Bytes) -> Result<()>;
 
+    /// Like [`Store::put`], atomic too, but it need not survive a crash: for state whose loss
+    /// only means a client starts over (a fresh upload session). Backends whose writes are
+    /// always durable keep the default.
+    async fn put_volatile(&self, key: &Key, value: Bytes) -> Result<()> {
+        self.put(key, value).await
+    }
+
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &Key) -> Result<()>;
 
-    /// Deletes every object whose key starts with `prefix` (a folder-like prefix).
+    /// Deletes every object whose key starts with `prefix` (a folder-like prefix). It is for
+    /// cleaning up what nothing points at any more, so the removal need not survive a crash.
     async fn delete_prefix(&self, prefix: &Key) -> Result<()>;
 
     /// Up to `limit` keys under `prefix`, relative to it, in byte order, starting after

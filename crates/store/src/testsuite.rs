@@ -62,6 +62,35 @@ async fn objects_round_trip(store: &dyn Store) {
         store.get(&k).await.unwrap_err().is_not_found(),
         "deleted object is gone"
     );
+    store
+        .put(&k, Bytes::from_static(b"content"))
+        .await
+        .expect("put");
+    store.put(&k, Bytes::new()).await.expect("empty put");
+    assert_eq!(
+        store.size(&k).await.expect("size"),
+        0,
+        "an empty put replaces content"
+    );
+    let volatile = key("rt/volatile");
+    store
+        .put_volatile(&volatile, Bytes::from_static(b"state"))
+        .await
+        .expect("volatile put");
+    assert_eq!(
+        store.get(&volatile).await.expect("get"),
+        &b"state"[..],
+        "volatile puts read back"
+    );
+    store
+        .put_volatile(&volatile, Bytes::from_static(b"newer"))
+        .await
+        .expect("volatile put");
+    assert_eq!(
+        store.get(&volatile).await.expect("get"),
+        &b"newer"[..],
+        "and replace"
+    );
 }
 
 async fn missing_objects_are_not_found(store: &dyn Store) {

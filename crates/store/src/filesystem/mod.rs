@@ -127,8 +127,27 @@ impl Store for FileStore {
     }
 
     async fn put(&self, key: &Key, value: Bytes) -> Result<()> {
+        let path = self.path(key);
+        if value.is_empty() {
+            // An empty file appears whole or not at all: no temp file or data sync needed.
+            blocking(key, move || write::create_empty(&path)).await?;
+        } else {
+            let tmp = self.temp_path();
+            blocking(key, move || {
+                write::replace_file(&tmp, &path, &value, write::Sync::Durable)
+            })
+            .await?;
+        }
+        self.listings.inserted(key).await;
+        Ok(())
+    }
+
+    async fn put_volatile(&self, key: &Key, value: Bytes) -> Result<()> {
         let (tmp, path) = (self.temp_path(), self.path(key));
-        blocking(key, move || write::replace_file(&tmp, &path, &value)).await?;
+        blocking(key, move || {
+            write::replace_file(&tmp, &path, &value, write::Sync::Skip)
+        })
+        .await?;
         self.listings.inserted(key).await;
         Ok(())
     }

@@ -16,23 +16,58 @@ const WRITE_CHUNK: usize = 1024 * 1024;
 /// Bytes written between starts of writeback, so the disk works while bytes still arrive.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
-/// Writes `value` to `tmp`, syncs it, and renames it over `path` durably.
-pub(super) fn replace_file(tmp: &Path, path: &Path, value: &[u8]) -> io::Result<()> {
+/// Whether a write must survive a crash once it returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sync {
+    /// fsync the data and the folder.
+    Durable,
+    /// Atomic only: readers see the old or the new content, but a crash may lose it.
+    Skip,
+}
+
+/// Writes `value` to `tmp` and renames it over `path`: atomic, and durable when asked.
+pub(super) fn replace_file(tmp: &Path, path: &Path, value: &[u8], sync: Sync) -> io::Result<()> {
     let mut file = File::create(tmp)?;
     file.write_all(value)?;
-    file.sync_data()?;
+    if sync == Sync::Durable {
+        file.sync_data()?;
+    }
     drop(file);
-    rename_durably(tmp, path)
+    rename(tmp, path, sync)
+}
+
+/// Creates (or empties) a file durably: one folder sync, no temp file, since an empty file
+/// appears whole or not at all.
+pub(super) fn create_empty(path: &Path) -> io::Result<()> {
+    let dir = parent(path)?;
+    create_dirs(dir)?;
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)?;
+    sync_dir(dir)
 }
 
 /// Renames `from` to `to`, creating `to`'s folders, and syncs the folder so the rename lasts.
 pub(super) fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
-    let dir = to
-        .parent()
-        .ok_or_else(|| io::Error::other("key has no parent folder"))?;
+    rename(from, to, Sync::Durable)
+}
+
+fn rename(from: &Path, to: &Path, sync: Sync) -> io::Result<()> {
+    let dir = parent(to)?;
     create_dirs(dir)?;
     fs::rename(from, to)?;
-    sync_dir(dir)
+    if sync == Sync::Durable {
+        sync_dir(dir)
+    } else {
+        Ok(())
+    }
+}
+
+fn parent(path: &Path) -> io::Result<&Path> {
+    path.parent()
+        .ok_or_else(|| io::Error::other("key has no parent folder"))
 }
 
 /// Removes a file (a missing one is fine) and syncs its folder.
@@ -44,12 +79,11 @@ pub(super) fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes a folder and everything in it (a missing one is fine).
+/// Removes a folder and everything in it (a missing one is fine). Cleanup: not synced.
 pub(super) fn remove_dir(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
-        Ok(()) => path.parent().map_or(Ok(()), sync_dir),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -183,7 +217,12 @@ pub(super) async fn stream_into(
     mut input: InputStream,
     key: &Key,
 ) -> Result<u64> {
-    let mut writer = Writer { file: Some(file), pending: None, position: offset, writeback_from: offset };
+    let mut writer = Writer {
+        file: Some(file),
+        pending: None,
+        position: offset,
+        writeback_from: offset,
+    };
     let (mut batch, mut batched) = (Vec::new(), 0);
     let mut length = offset;
     while let Some(chunk) = input.next().await {
@@ -193,7 +232,10 @@ pub(super) async fn stream_into(
         batch.push(chunk);
         if batched >= WRITE_CHUNK {
             batched = 0;
-            writer.write(std::mem::take(&mut batch)).await.map_err(|e| Error::io(key, e))?;
+            writer
+                .write(std::mem::take(&mut batch))
+                .await
+                .map_err(|e| Error::io(key, e))?;
         }
     }
     writer.finish(batch).await.map_err(|e| Error::io(key, e))?;
