@@ -688,3 +688,32 @@ async fn several_tags_in_one_push() {
         .unwrap();
     assert_error(bad, 400, "MANIFEST_INVALID").await;
 }
+
+#[tokio::test]
+async fn a_tag_moves_to_the_manifest_pushed_last() {
+    let s = Server::start().await;
+    let (first, first_bytes) = s.push_image("moving", "latest", "one").await;
+    let (second, _) = s.push_image("moving", "latest", "two").await;
+    assert_ne!(first, second);
+    assert_eq!(
+        header(
+            &s.get("/v2/moving/manifests/latest").await,
+            "Docker-Content-Digest"
+        ),
+        second
+    );
+    // Pushing the first one again moves the tag back; pushing the same one twice changes nothing.
+    for _ in 0..2 {
+        let response = s
+            .put_manifest("moving", "latest", OCI_MANIFEST, &first_bytes)
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(
+            header(
+                &s.get("/v2/moving/manifests/latest").await,
+                "Docker-Content-Digest"
+            ),
+            first
+        );
+    }
+}

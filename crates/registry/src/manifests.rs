@@ -68,8 +68,8 @@ impl Registry {
         self.put_if_absent(&keys::blob(&digest), body.clone())
             .await?;
         let media_type = Bytes::from(manifest.media_type.clone().into_bytes());
-        self.store
-            .put(&keys::manifest_link(repo, &digest), media_type)
+        // The same digest means the same bytes, so an existing link already says the right thing.
+        self.put_if_absent(&keys::manifest_link(repo, &digest), media_type)
             .await?;
         if let Some(subject) = &manifest.subject {
             self.add_referrer(
@@ -81,9 +81,7 @@ impl Registry {
         }
         let tags = tags_of(reference, extra_tags);
         for tag in &tags {
-            self.store
-                .put(&keys::tag(repo, tag), Bytes::from(digest.to_string()))
-                .await?;
+            self.set_tag(repo, tag, &digest).await?;
         }
         self.register_repo(repo).await?;
         Ok(ManifestPut {

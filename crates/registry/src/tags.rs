@@ -22,6 +22,18 @@ impl Registry {
         Ok(Page { items, more })
     }
 
+    /// Points a tag at a digest; a tag that already points there is not written again.
+    pub(crate) async fn set_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
+        let key = keys::tag(repo, tag);
+        let target = digest.to_string();
+        match self.store.get(&key).await {
+            Ok(current) if current == target.as_bytes() => Ok(()),
+            Ok(_) => Ok(self.store.put(&key, target.into()).await?),
+            Err(e) if e.is_not_found() => Ok(self.store.put(&key, target.into()).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Removes every tag of the repository that points at `digest`. Costs O(tags).
     pub(crate) async fn untag(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         let wanted = digest.to_string();
