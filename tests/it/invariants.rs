@@ -462,3 +462,45 @@ async fn flags_beat_environment_which_beats_the_file() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upload_sessions_expire_and_are_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let marina = Process::start(dir.path(), &["--upload-expiry", "1s"]).await;
+    let http = reqwest::Client::new();
+    let start = http
+        .post(format!("{}/v2/expiring/blobs/uploads/", marina.base))
+        .send()
+        .await
+        .unwrap();
+    let location = header(&start, "Location").to_owned();
+    let patched = http
+        .patch(format!("{}{location}", marina.base))
+        .body("some bytes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::ACCEPTED);
+    let uploads = dir.path().join("repos/expiring/_uploads");
+    assert_eq!(
+        std::fs::read_dir(&uploads).unwrap().count(),
+        1,
+        "the session is stored"
+    );
+    // Nobody touches the session: the background purge removes it.
+    let mut purged = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if std::fs::read_dir(&uploads).map_or(true, |d| d.count() == 0) {
+            purged = true;
+            break;
+        }
+    }
+    assert!(purged, "the idle session was purged");
+    let late = http
+        .get(format!("{}{location}", marina.base))
+        .send()
+        .await
+        .unwrap();
+    assert_error(late, 404, "BLOB_UPLOAD_UNKNOWN").await;
+}

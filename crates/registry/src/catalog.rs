@@ -1,8 +1,9 @@
-//! The catalog: one key per repository, listed a page at a time.
+//! The catalog: one marker key per repository, listed a page at a time.
 
 use marina_oci::RepoName;
+use marina_store::Key;
 
-use crate::keys::{self, CATALOG_ENTRY};
+use crate::keys::{self, REPO_MARKER};
 use crate::{Page, Registry, Result};
 
 impl Registry {
@@ -11,18 +12,24 @@ impl Registry {
     /// # Errors
     /// When the store fails.
     pub async fn catalog(&self, last: Option<&str>, n: usize) -> Result<Page> {
-        let start_after = last.map(|name| format!("{name}{CATALOG_ENTRY}"));
+        self.marked_repos(&keys::catalog(), last, n).await
+    }
+
+    /// Up to `n` repository names after `last` among the markers under `prefix`.
+    pub(crate) async fn marked_repos(
+        &self,
+        prefix: &Key,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Page> {
+        let start_after = last.map(|name| format!("{name}{REPO_MARKER}"));
         let keys = self
             .store
-            .list(
-                &keys::catalog(),
-                start_after.as_deref(),
-                n.saturating_add(1),
-            )
+            .list(prefix, start_after.as_deref(), n.saturating_add(1))
             .await?;
         let mut items: Vec<String> = keys
             .iter()
-            .filter_map(|k| k.strip_suffix(CATALOG_ENTRY))
+            .filter_map(|k| k.strip_suffix(REPO_MARKER))
             .map(str::to_owned)
             .collect();
         let more = items.len() > n;

@@ -9,6 +9,7 @@
 //! repos/<name>/_referrers/<alg>/<hex>/<alg>-<hex>       a referrer's descriptor, under its subject
 //! repos/<name>/_uploads/<id>/{state,data}               an upload session
 //! catalog/<name>/_repo                                  one key per repository
+//! uploading/<name>/_repo                                the repository has had upload sessions
 //! ```
 //! Name components never start with `_`, so `_tags` and friends cannot collide with a name.
 
@@ -83,12 +84,22 @@ pub(crate) fn upload_data(repo: &RepoName, id: &UploadId) -> Key {
     key(format!("repos/{repo}/_uploads/{id}/data"))
 }
 
-pub(crate) const CATALOG_ENTRY: &str = "/_repo";
+/// The suffix of a repository marker (`catalog/<name>/_repo`, `uploading/<name>/_repo`): a
+/// name can be a prefix of another (`a`, `a/b`), so markers cannot be the names themselves.
+pub(crate) const REPO_MARKER: &str = "/_repo";
 
 pub(crate) fn catalog() -> Key {
     key("catalog/".to_owned())
 }
 
 pub(crate) fn catalog_entry(repo: &RepoName) -> Key {
-    key(format!("catalog/{repo}{CATALOG_ENTRY}"))
+    key(format!("catalog/{repo}{REPO_MARKER}"))
+}
+
+pub(crate) fn uploading() -> Key {
+    key("uploading/".to_owned())
+}
+
+pub(crate) fn uploading_entry(repo: &RepoName) -> Key {
+    key(format!("uploading/{repo}{REPO_MARKER}"))
 }

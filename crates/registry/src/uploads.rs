@@ -130,6 +130,10 @@ impl Registry {
             offset: 0,
             hasher: algorithm.hasher(),
         };
+        // Marks the repository for the purge, which cannot rely on the catalog: a repository
+        // whose only content is an unfinished upload is not in it.
+        self.put_if_absent(&keys::uploading_entry(repo), bytes::Bytes::new())
+            .await?;
         self.save_session(&session).await?;
         Ok(session.status())
     }
@@ -227,7 +231,8 @@ impl Registry {
         Ok(())
     }
 
-    /// Deletes every session idle for longer than the configured expiry. Returns how many.
+    /// Deletes every session idle for longer than the configured expiry, in every repository
+    /// that ever had one. Returns how many.
     ///
     /// # Errors
     /// When the store fails.
@@ -235,7 +240,9 @@ impl Registry {
         let mut purged = 0;
         let mut last: Option<String> = None;
         loop {
-            let page = self.catalog(last.as_deref(), 1000).await?;
+            let page = self
+                .marked_repos(&keys::uploading(), last.as_deref(), 1000)
+                .await?;
             for name in &page.items {
                 let Ok(repo) = name.parse::<RepoName>() else {
                     continue;
