@@ -434,26 +434,6 @@ async fn manifest_push_validation_errors() {
     let config = s.push_blob("mv", b"{}").await;
     let config_desc = format!(r#"{{"mediaType":"{EMPTY_JSON}","digest":"{config}","size":2}}"#);
     let good = image_manifest(&config_desc, &[], "");
-    assert_error(
-        s.put_manifest("mv", "t", OCI_MANIFEST, b"not json").await,
-        400,
-        "MANIFEST_INVALID",
-    )
-    .await;
-    assert_error(
-        s.put_manifest("mv", "t", OCI_MANIFEST, br#"{"schemaVersion":1}"#)
-            .await,
-        400,
-        "MANIFEST_INVALID",
-    )
-    .await;
-    let msg = assert_error(
-        s.put_manifest("mv", "t", OCI_INDEX, good.as_bytes()).await,
-        400,
-        "MANIFEST_INVALID",
-    )
-    .await;
-    assert!(msg.contains("does not match"), "{msg}");
     let missing_layer = image_manifest(
         &config_desc,
         &[descriptor(
@@ -462,45 +442,90 @@ async fn manifest_push_validation_errors() {
         )],
         "",
     );
-    assert_error(
-        s.put_manifest("mv", "t", OCI_MANIFEST, missing_layer.as_bytes())
-            .await,
-        400,
-        "MANIFEST_BLOB_UNKNOWN",
-    )
-    .await;
-    let wrong_digest = sha256(b"other");
-    assert_error(
-        s.put_manifest("mv", &wrong_digest, OCI_MANIFEST, good.as_bytes())
-            .await,
-        400,
-        "DIGEST_INVALID",
-    )
-    .await;
-    assert_error(
-        s.put_manifest("mv", "bad..tag/", OCI_MANIFEST, good.as_bytes())
-            .await,
-        404,
-        "UNSUPPORTED",
-    )
-    .await;
-    assert_error(
-        s.put_manifest("mv", ".bad", OCI_MANIFEST, good.as_bytes())
-            .await,
-        400,
-        "MANIFEST_INVALID",
-    )
-    .await;
-    let index = format!(
+    let missing_child = format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
         descriptor(OCI_MANIFEST, b"no such manifest")
     );
-    assert_error(
-        s.put_manifest("mv", "i", OCI_INDEX, index.as_bytes()).await,
-        400,
-        "MANIFEST_BLOB_UNKNOWN",
-    )
-    .await;
+    let wrong_digest = sha256(b"other");
+    // (reference, Content-Type, body, status, code, what the message must say)
+    let cases: [(&str, &str, &[u8], u16, &str, &str); 8] = [
+        (
+            "t",
+            OCI_MANIFEST,
+            b"not json",
+            400,
+            "MANIFEST_INVALID",
+            "not valid JSON",
+        ),
+        (
+            "t",
+            OCI_MANIFEST,
+            br#"{"schemaVersion":1}"#,
+            400,
+            "MANIFEST_INVALID",
+            "schemaVersion",
+        ),
+        (
+            "t",
+            OCI_INDEX,
+            good.as_bytes(),
+            400,
+            "MANIFEST_INVALID",
+            "does not match",
+        ),
+        (
+            "t",
+            OCI_MANIFEST,
+            missing_layer.as_bytes(),
+            400,
+            "MANIFEST_BLOB_UNKNOWN",
+            "not in this repository",
+        ),
+        (
+            &wrong_digest,
+            OCI_MANIFEST,
+            good.as_bytes(),
+            400,
+            "DIGEST_INVALID",
+            "content digest",
+        ),
+        (
+            "bad..tag/",
+            OCI_MANIFEST,
+            good.as_bytes(),
+            404,
+            "UNSUPPORTED",
+            "not an endpoint",
+        ),
+        (
+            ".bad",
+            OCI_MANIFEST,
+            good.as_bytes(),
+            400,
+            "MANIFEST_INVALID",
+            "tag",
+        ),
+        (
+            "i",
+            OCI_INDEX,
+            missing_child.as_bytes(),
+            400,
+            "MANIFEST_BLOB_UNKNOWN",
+            "not in this repository",
+        ),
+    ];
+    for (reference, content_type, body, status, code, says) in cases {
+        let message = assert_error(
+            s.put_manifest("mv", reference, content_type, body).await,
+            status,
+            code,
+        )
+        .await;
+        assert!(
+            message.contains(says),
+            "{reference}: {message:?} should say {says:?}"
+        );
+    }
     // Nothing was stored by the refused pushes.
     assert_error(s.get("/v2/mv/manifests/t").await, 404, "MANIFEST_UNKNOWN").await;
     assert_eq!(

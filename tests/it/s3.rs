@@ -23,6 +23,19 @@ fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// Asserts that `base` serves every blob of `digests` in `repo`, bytes matching the digest.
+async fn assert_serves(base: &str, repo: &str, digests: &[String], label: &str) {
+    for digest in digests {
+        let response = http()
+            .get(format!("{base}/v2/{repo}/blobs/{digest}"))
+            .send()
+            .await
+            .unwrap();
+        let body = response.bytes().await.unwrap();
+        assert_eq!(&sha256(&body), digest, "{label}: {base} serves {digest}");
+    }
+}
+
 async fn push_blob_via(base: &str, repo: &str, data: &[u8]) -> reqwest::Response {
     let digest = sha256(data);
     http()
@@ -96,15 +109,13 @@ async fn an_upload_crosses_replicas_and_finishes_on_a_third() {
         .unwrap();
     assert_eq!(finish.status(), StatusCode::CREATED);
     for replica in &r {
-        let body = http()
-            .get(format!("{}/v2/cross/blobs/{digest}", replica.base))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(sha256(&body), digest);
+        assert_serves(
+            &replica.base,
+            "cross",
+            &[digest.clone()],
+            "after crossing replicas",
+        )
+        .await;
     }
 }
 
@@ -254,17 +265,7 @@ async fn concurrent_pushes_through_every_replica_end_consistent() {
         assert_eq!(task.await.unwrap(), StatusCode::CREATED);
     }
     for base in &bases {
-        for digest in &digests {
-            let body = http()
-                .get(format!("{base}/v2/busy/repo/blobs/{digest}"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            assert_eq!(&sha256(&body), digest, "{base} serves {digest}");
-        }
+        assert_serves(base, "busy/repo", &digests, "after concurrent pushes").await;
         let tags: serde_json::Value = http()
             .get(format!("{base}/v2/busy/repo/tags/list"))
             .send()
@@ -326,28 +327,17 @@ async fn killing_a_garage_node_mid_push_loses_no_acknowledged_blob() {
         );
     }
     acknowledged.push(big_digest);
-    let check = |label: &'static str| {
-        let acknowledged = acknowledged.clone();
-        let base = marina.base.clone();
-        async move {
-            for digest in &acknowledged {
-                let body = http()
-                    .get(format!("{base}/v2/faults/blobs/{digest}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                assert_eq!(&sha256(&body), digest, "{label}: {digest} reads back");
-            }
-        }
-    };
-    check("with a node down").await;
+    assert_serves(&marina.base, "faults", &acknowledged, "with a node down").await;
     cluster.nodes[2].start(false);
     let other = cluster.nodes[2].admin(&["node", "id", "-q"]);
     cluster.nodes[0].admin(&["node", "connect", other.trim()]);
-    check("after the node is back").await;
+    assert_serves(
+        &marina.base,
+        "faults",
+        &acknowledged,
+        "after the node is back",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
