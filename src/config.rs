@@ -388,7 +388,7 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 /// `4194304`, `512KiB`, `4MiB`, `1GiB`, `4MB` (decimal), case-insensitive.
-fn parse_size(v: &str) -> Option<usize> {
+pub(crate) fn parse_size(v: &str) -> Option<usize> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (number, unit) = v.split_at(split);
@@ -407,7 +407,7 @@ fn parse_size(v: &str) -> Option<usize> {
 }
 
 /// `90`, `90s`, `30m`, `24h`, `7d`; at least one second.
-fn parse_duration(v: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (number, unit) = v.split_at(split);
