@@ -186,7 +186,6 @@ for run in $(seq "$RUNS"); do
     printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$marina_idle" "$(status_kib "$MARINA_PID" VmHWM)" \
         "$dist_idle" "$(status_kib "$DIST_PID" VmHWM)" >>"$OUT/memory.tsv"
     stop_servers
-    rm -rf "$OUT/run$run/marina/data" "$OUT/run$run/distribution/data"
     echo
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); the runs took $(($(date +%s) - STARTED)) s"
@@ -194,4 +193,6 @@ echo
 
 python3 "$ROOT/bench/summarize.py" --out "$OUT" --runs "$RUNS" \
     --sha "$SHA_MIBS" --dd "$DD_MIBS" --cat "$CAT_MIBS" | tee "$OUT/summary.txt"
+# Storage goes last: removing 100,000 tag folders takes minutes, which must not fall between runs.
+rm -rf "$OUT"/run*/marina/data "$OUT"/run*/distribution/data
 exit "$FAILED"
