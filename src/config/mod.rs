@@ -3,7 +3,7 @@
 //! A bad value names its source, the value and what is accepted.
 
 mod names;
-mod parse;
+pub(crate) mod parse;
 mod sources;
 mod storage;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// `true`/`false` and their usual spellings.
-pub(super) fn boolean(v: &str) -> Option<bool> {
+pub(crate) fn boolean(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),
@@ -12,7 +12,7 @@ pub(super) fn boolean(v: &str) -> Option<bool> {
 }
 
 /// `4194304`, `512KiB`, `4MiB`, `1GiB`, `4MB` (decimal), case-insensitive.
-pub(super) fn size(v: &str) -> Option<usize> {
+pub(crate) fn size(v: &str) -> Option<usize> {
     let (number, unit) = split_number(v)?;
     let factor: usize = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -28,7 +28,7 @@ pub(super) fn size(v: &str) -> Option<usize> {
 }
 
 /// `90`, `90s`, `30m`, `24h`, `7d`; at least one second.
-pub(super) fn duration(v: &str) -> Option<Duration> {
+pub(crate) fn duration(v: &str) -> Option<Duration> {
     let (number, unit) = split_number(v)?;
     let seconds = match unit {
         "" | "s" => number,

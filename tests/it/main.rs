@@ -3,6 +3,7 @@
 
 #![allow(unreachable_pub)]
 
+mod bench;
 mod clients;
 mod common;
 mod discovery;

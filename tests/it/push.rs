@@ -428,6 +428,9 @@ async fn manifest_push_answers_location_and_digest() {
     );
 }
 
+/// A refused manifest push: reference, Content-Type, body, status, code, what the message says.
+type Refusal<'a> = (&'a str, &'a str, &'a [u8], u16, &'a str, &'a str);
+
 #[tokio::test]
 async fn manifest_push_validation_errors() {
     let s = Server::start().await;
@@ -447,8 +450,7 @@ async fn manifest_push_validation_errors() {
         descriptor(OCI_MANIFEST, b"no such manifest")
     );
     let wrong_digest = sha256(b"other");
-    // (reference, Content-Type, body, status, code, what the message must say)
-    let cases: [(&str, &str, &[u8], u16, &str, &str); 8] = [
+    let cases: [Refusal<'_>; 8] = [
         (
             "t",
             OCI_MANIFEST,

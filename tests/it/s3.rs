@@ -112,7 +112,7 @@ async fn an_upload_crosses_replicas_and_finishes_on_a_third() {
         assert_serves(
             &replica.base,
             "cross",
-            &[digest.clone()],
+            std::slice::from_ref(&digest),
             "after crossing replicas",
         )
         .await;
