@@ -1,6 +1,7 @@
 //! The filesystem backend: one file per object under a root folder, written through a temp
 //! file, fsync, rename and directory fsync, so a returned write survives a crash.
 
+mod cache;
 mod listing;
 mod write;
 
@@ -11,9 +12,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use std::io::Read as _;
+
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::{ByteStream, Error, InputStream, Key, Result, Store};
+use cache::SmallObjects;
 use listing::Listings;
 
 /// Where temp files are written before their rename (same filesystem as the objects).
@@ -29,6 +33,7 @@ const READ_CHUNK: usize = 1024 * 1024;
 pub struct FileStore {
     root: PathBuf,
     listings: Listings,
+    cache: SmallObjects,
     _lock: Arc<std::fs::File>,
 }
 
@@ -57,6 +62,7 @@ impl FileStore {
         Ok(Self {
             root,
             listings: Listings::default(),
+            cache: SmallObjects::default(),
             _lock: Arc::new(lock),
         })
     }
@@ -65,12 +71,72 @@ impl FileStore {
         self.root.join(key.as_str())
     }
 
+    /// Opens an object for reading; a small one is read whole and remembered.
+    async fn load(&self, key: &Key) -> Result<Opened> {
+        let generation = self.cache.generation();
+        let path = self.path(key);
+        let opened = blocking(key, move || open_for_read(&path)).await?;
+        if let Opened::Small(bytes) = &opened {
+            self.cache.fill(key.as_str(), bytes.clone(), generation);
+        }
+        Ok(opened)
+    }
+
+    /// After a write: the key now holds `value` (or nothing), for listings and the cache.
+    async fn record(&self, key: &Key, value: Option<&Bytes>) {
+        match value {
+            Some(_) => self.listings.inserted(key).await,
+            None => self.listings.removed(key).await,
+        }
+        self.cache.wrote(key.as_str(), value);
+    }
+
+    /// After a write whose bytes are not at hand (staging, promotion): listed, not cached.
+    async fn record_staged(&self, key: &Key) {
+        self.listings.inserted(key).await;
+        self.cache.wrote(key.as_str(), None);
+    }
+
     fn temp_path(&self) -> PathBuf {
         let mut id = [0u8; 12];
         getrandom::fill(&mut id).expect("the OS random source works");
         let name: String = id.iter().map(|b| format!("{b:02x}")).collect();
         self.root.join(TMP_DIR).join(name)
     }
+}
+
+/// A file opened for reading: small ones are read whole (and cached), large ones streamed.
+enum Opened {
+    Small(Bytes),
+    Large(std::fs::File, u64),
+}
+
+fn open_for_read(path: &std::path::Path) -> std::io::Result<Opened> {
+    let mut file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::ErrorKind::NotFound.into());
+    }
+    let length = meta.len();
+    if length > cache::MAX_OBJECT {
+        return Ok(Opened::Large(file, length));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(Opened::Small(Bytes::from(bytes)))
+}
+
+/// Streams `range` of a large file in `READ_CHUNK` steps.
+async fn stream_file(file: std::fs::File, range: Range<u64>, key: &Key) -> Result<ByteStream> {
+    let mut file = tokio::fs::File::from_std(file);
+    file.seek(std::io::SeekFrom::Start(range.start))
+        .await
+        .map_err(|e| Error::io(key, e))?;
+    let reader = file.take(range.end - range.start);
+    let owned = key.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+        .map(move |r| r.map_err(|e| Error::io(&owned, e)));
+    Ok(Box::pin(stream))
 }
 
 /// Temp files left by a crash are garbage: nothing points at them.
@@ -96,38 +162,52 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl Store for FileStore {
     async fn get(&self, key: &Key) -> Result<Bytes> {
-        let path = self.path(key);
-        blocking(key, move || std::fs::read(path))
-            .await
-            .map(Bytes::from)
+        if let Some(cached) = self.cache.get(key.as_str()) {
+            return Ok(cached);
+        }
+        match self.load(key).await? {
+            Opened::Small(bytes) => Ok(bytes),
+            Opened::Large(mut file, length) => {
+                blocking(key, move || {
+                    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+                    file.read_to_end(&mut bytes)?;
+                    Ok(Bytes::from(bytes))
+                })
+                .await
+            }
+        }
     }
 
     async fn size(&self, key: &Key) -> Result<u64> {
-        let path = self.path(key);
-        let meta = blocking(key, move || std::fs::metadata(path)).await?;
-        if meta.is_file() {
-            Ok(meta.len())
-        } else {
-            Err(Error::NotFound(key.to_string()))
+        if let Some(cached) = self.cache.get(key.as_str()) {
+            return Ok(cached.len() as u64);
+        }
+        match self.load(key).await? {
+            Opened::Small(bytes) => Ok(bytes.len() as u64),
+            Opened::Large(_, length) => Ok(length),
         }
     }
 
     async fn read(&self, key: &Key, range: Range<u64>) -> Result<ByteStream> {
-        let mut file = tokio::fs::File::open(self.path(key))
-            .await
-            .map_err(|e| Error::io(key, e))?;
-        file.seek(std::io::SeekFrom::Start(range.start))
-            .await
-            .map_err(|e| Error::io(key, e))?;
-        let reader = file.take(range.end - range.start);
-        let owned = key.clone();
-        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
-            .map(move |r| r.map_err(|e| Error::io(&owned, e)));
-        Ok(Box::pin(stream))
+        let opened = match self.cache.get(key.as_str()) {
+            Some(cached) => Opened::Small(cached),
+            None => self.load(key).await?,
+        };
+        match opened {
+            Opened::Small(bytes) => {
+                let (start, end) = (usize::try_from(range.start), usize::try_from(range.end));
+                let part = bytes.slice(start.unwrap_or(0)..end.unwrap_or(0).min(bytes.len()));
+                Ok(Box::pin(futures_util::stream::once(
+                    async move { Ok(part) },
+                )))
+            }
+            Opened::Large(file, _) => stream_file(file, range, key).await,
+        }
     }
 
     async fn put(&self, key: &Key, value: Bytes) -> Result<()> {
         let path = self.path(key);
+        let written = value.clone();
         if value.is_empty() {
             // An empty file appears whole or not at all: no temp file or data sync needed.
             blocking(key, move || write::create_empty(&path)).await?;
@@ -138,24 +218,24 @@ impl Store for FileStore {
             })
             .await?;
         }
-        self.listings.inserted(key).await;
+        self.record(key, Some(&written)).await;
         Ok(())
     }
 
     async fn put_volatile(&self, key: &Key, value: Bytes) -> Result<()> {
-        let (tmp, path) = (self.temp_path(), self.path(key));
+        let (tmp, path, written) = (self.temp_path(), self.path(key), value.clone());
         blocking(key, move || {
             write::replace_file(&tmp, &path, &value, write::Sync::Skip)
         })
         .await?;
-        self.listings.inserted(key).await;
+        self.record(key, Some(&written)).await;
         Ok(())
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
         let path = self.path(key);
         blocking(key, move || write::remove_file(&path)).await?;
-        self.listings.removed(key).await;
+        self.record(key, None).await;
         Ok(())
     }
 
@@ -163,6 +243,7 @@ impl Store for FileStore {
         let path = self.path(prefix);
         blocking(prefix, move || write::remove_dir(&path)).await?;
         self.listings.removed_prefix(prefix).await;
+        self.cache.removed_prefix(prefix.as_str());
         Ok(())
     }
 
@@ -180,15 +261,15 @@ impl Store for FileStore {
         let path = self.path(key);
         let file = blocking(key, move || write::open_for_append(&path, offset)).await?;
         let length = write::stream_into(file, offset, input, key).await?;
-        self.listings.inserted(key).await;
+        self.record_staged(key).await;
         Ok(length)
     }
 
     async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
         let (from, dest) = (self.path(staged), self.path(to));
         blocking(to, move || write::rename_durably(&from, &dest)).await?;
-        self.listings.removed(staged).await;
-        self.listings.inserted(to).await;
+        self.record(staged, None).await;
+        self.record_staged(to).await;
         Ok(())
     }
 }
