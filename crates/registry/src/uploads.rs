@@ -161,7 +161,7 @@ impl Registry {
         let _turn = self.sessions.lock(id.as_ref()).await;
         let mut session = self.load_session(repo, id).await?;
         check_start(&session, start)?;
-        self.receive(&mut session, body).await?;
+        self.receive(&mut session, body, Acknowledged::Now).await?;
         self.save_session(&session).await?;
         Ok(session.status())
     }
@@ -183,7 +183,8 @@ impl Registry {
         let mut session = self.load_session(repo, id).await?;
         if let Some(body) = body {
             check_start(&session, start)?;
-            self.receive(&mut session, body).await?;
+            self.receive(&mut session, body, Acknowledged::WhenCommitted)
+                .await?;
         }
         let actual = self.final_digest(&session, digest.algorithm()).await?;
         if actual != *digest {
@@ -277,12 +278,18 @@ impl Registry {
     }
 
     /// Streams `body` into the session's data, hashing as it goes; updates offset and hasher.
-    async fn receive(&self, session: &mut Session, body: InputStream) -> Result<()> {
+    async fn receive(
+        &self,
+        session: &mut Session,
+        body: InputStream,
+        ack: Acknowledged,
+    ) -> Result<()> {
         let (hashed, hasher) = crate::hashing::hash_on_the_way(body, session.hasher.clone());
-        session.offset = self
-            .store
-            .append(&session.data_key(), session.offset, hashed)
-            .await?;
+        let (key, offset) = (session.data_key(), session.offset);
+        session.offset = match ack {
+            Acknowledged::Now => self.store.append(&key, offset, hashed).await?,
+            Acknowledged::WhenCommitted => self.store.append_volatile(&key, offset, hashed).await?,
+        };
         session.hasher = hasher
             .await
             .map_err(|e| Error::BodyIncomplete(format!("hashing stopped: {e}")))?;
@@ -357,6 +364,15 @@ impl AsRef<str> for UploadId {
     fn as_ref(&self) -> &str {
         &self.0
     }
+}
+
+/// When received bytes are acknowledged to the client, which decides when they must be durable.
+#[derive(Clone, Copy)]
+enum Acknowledged {
+    /// A chunk answered 202: durable before the answer.
+    Now,
+    /// The last bytes of an upload: committed (and made durable) before the 201, or dropped.
+    WhenCommitted,
 }
 
 fn check_start(session: &Session, start: Option<u64>) -> Result<()> {

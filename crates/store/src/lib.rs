@@ -72,7 +72,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// measured with [`Store::size`] and read with [`Store::read`].
     async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64>;
 
-    /// Makes the staging object `staged` readable as the immutable object `to`, atomically,
-    /// and removes it from staging.
+    /// Like [`Store::append`], for bytes that will be promoted (or dropped) before anything
+    /// acknowledges them: they need not be durable until [`Store::promote`] makes them so.
+    async fn append_volatile(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
+        self.append(key, offset, input).await
+    }
+
+    /// Makes the staging object `staged` readable as the immutable object `to`, atomically and
+    /// durably (bytes from [`Store::append_volatile`] included), and removes it from staging.
     async fn promote(&self, staged: &Key, to: &Key) -> Result<()>;
 }

@@ -82,6 +82,20 @@ impl FileStore {
         Ok(opened)
     }
 
+    async fn write_staged(
+        &self,
+        key: &Key,
+        offset: u64,
+        input: InputStream,
+        sync: write::Sync,
+    ) -> Result<u64> {
+        let path = self.path(key);
+        let file = blocking(key, move || write::open_for_append(&path, offset, sync)).await?;
+        let length = write::stream_into(file, offset, input, key, sync).await?;
+        self.record_staged(key).await;
+        Ok(length)
+    }
+
     /// After a write: the key now holds `value` (or nothing), for listings and the cache.
     async fn record(&self, key: &Key, value: Option<&Bytes>) {
         match value {
@@ -258,16 +272,18 @@ impl Store for FileStore {
     }
 
     async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
-        let path = self.path(key);
-        let file = blocking(key, move || write::open_for_append(&path, offset)).await?;
-        let length = write::stream_into(file, offset, input, key).await?;
-        self.record_staged(key).await;
-        Ok(length)
+        self.write_staged(key, offset, input, write::Sync::Durable)
+            .await
+    }
+
+    async fn append_volatile(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
+        self.write_staged(key, offset, input, write::Sync::Skip)
+            .await
     }
 
     async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
         let (from, dest) = (self.path(staged), self.path(to));
-        blocking(to, move || write::rename_durably(&from, &dest)).await?;
+        blocking(to, move || write::promote(&from, &dest)).await?;
         self.record(staged, None).await;
         self.record_staged(to).await;
         Ok(())

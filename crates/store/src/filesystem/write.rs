@@ -49,8 +49,10 @@ pub(super) fn create_empty(path: &Path) -> io::Result<()> {
     sync_dir(dir)
 }
 
-/// Renames `from` to `to`, creating `to`'s folders, and syncs the folder so the rename lasts.
-pub(super) fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
+/// Syncs `from`'s data (it may have been written without), renames it to `to`, creating `to`'s
+/// folders, and syncs the folder so the rename lasts.
+pub(super) fn promote(from: &Path, to: &Path) -> io::Result<()> {
+    File::open(from)?.sync_data()?;
     rename(from, to, Sync::Durable)
 }
 
@@ -107,8 +109,9 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Opens a staging file positioned at `offset`, dropping anything stored past it.
-pub(super) fn open_for_append(path: &Path, offset: u64) -> io::Result<File> {
+/// Opens a staging file positioned at `offset`, dropping anything stored past it. A new
+/// file's folder entry is synced when the append must be durable.
+pub(super) fn open_for_append(path: &Path, offset: u64, sync: Sync) -> io::Result<File> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("key has no parent folder"))?;
@@ -119,7 +122,7 @@ pub(super) fn open_for_append(path: &Path, offset: u64) -> io::Result<File> {
         .truncate(false)
         .write(true)
         .open(path)?;
-    if created {
+    if created && sync == Sync::Durable {
         sync_dir(dir)?;
     }
     let len = file.metadata()?.len();
@@ -137,6 +140,7 @@ pub(super) fn open_for_append(path: &Path, offset: u64) -> io::Result<File> {
 
 /// A file being written by a blocking thread while the next chunk is received.
 struct Writer {
+    sync: Sync,
     file: Option<File>,
     pending: Option<JoinHandle<io::Result<File>>>,
     /// Where the next write lands.
@@ -174,12 +178,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes what is left, syncs the file, and returns.
+    /// Writes what is left, syncs the file when durable, and returns.
     async fn finish(mut self, rest: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
+        let sync = self.sync;
         tokio::task::spawn_blocking(move || {
             write_all_vectored(&mut file, &rest)?;
-            file.sync_data()
+            if sync == Sync::Durable {
+                file.sync_data()
+            } else {
+                Ok(())
+            }
         })
         .await
         .map_err(io::Error::other)?
@@ -210,14 +219,17 @@ fn start_writeback(file: &File, from: u64, len: u64) {
     let _ = rustix::fs::fadvise(file, from, len, rustix::fs::Advice::DontNeed);
 }
 
-/// Streams `input` into `file` (positioned at `offset`), durably. Returns the new length.
+/// Streams `input` into `file` (positioned at `offset`), durably when asked. Returns the new
+/// length.
 pub(super) async fn stream_into(
     file: File,
     offset: u64,
     mut input: InputStream,
     key: &Key,
+    sync: Sync,
 ) -> Result<u64> {
     let mut writer = Writer {
+        sync,
         file: Some(file),
         pending: None,
         position: offset,
