@@ -244,11 +244,20 @@ async fn appends_resume_at_the_offset(store: &dyn Store) {
 
 async fn promote_moves_staged_bytes(store: &dyn Store) {
     let staged = key("stage/b/data");
-    store.append(&staged, 0, input(&[b"con"])).await.expect("append");
+    store
+        .append(&staged, 0, input(&[b"con"]))
+        .await
+        .expect("append");
     // The last bytes of an upload are appended volatile; promote makes them durable.
-    store.append_volatile(&staged, 3, input(&[b"tent"])).await.expect("append_volatile");
+    store
+        .append_volatile(&staged, 3, input(&[b"tent"]))
+        .await
+        .expect("append_volatile");
     let dest = key("final/sha/ab/content");
     store.promote(&staged, &dest).await.expect("promote");
     assert_eq!(store.get(&dest).await.expect("get"), &b"content"[..]);
-    assert!(store.size(&staged).await.unwrap_err().is_not_found(), "staged object moved");
+    assert!(
+        store.size(&staged).await.unwrap_err().is_not_found(),
+        "staged object moved"
+    );
 }
