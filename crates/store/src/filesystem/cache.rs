@@ -1,8 +1,8 @@
-//! A bounded cache of small objects (manifests, links, tags, small blobs) for the filesystem
-//! backend, so hot reads skip the blocking-thread hand-off a file read costs. The root's lock
-//! makes this process the only writer: every write updates the cache, so a cached value is
-//! never stale. A write also bumps a generation, so a read that raced with it cannot insert
-//! the bytes it read before the write.
+//! A bounded cache of small objects (manifests, links, tags, small blobs) read by this process,
+//! so hot reads skip the blocking-thread hand-off a file read costs. The root's lock makes this
+//! process the only writer: every write forgets the key, so a cached value is never stale. A
+//! write also bumps a generation, so a read that raced with it cannot insert the bytes it read
+//! before the write.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -12,7 +12,7 @@ use bytes::Bytes;
 /// Objects up to this size are cached.
 pub(super) const MAX_OBJECT: u64 = 64 * 1024;
 /// The cache's budget, counting each entry's bytes plus its bookkeeping.
-const MAX_BYTES: usize = 8 * 1024 * 1024;
+const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Bookkeeping counted per entry (key, map slot, queue slot).
 const ENTRY_OVERHEAD: usize = 128;
 
@@ -48,14 +48,12 @@ impl SmallObjects {
         }
     }
 
-    /// A write happened: the key now holds `value`, or nothing (or something not cached).
-    pub(super) fn wrote(&self, key: &str, value: Option<&Bytes>) {
+    /// A write happened: whatever was cached for the key is gone. The cache fills from reads
+    /// only, so bulk writes (100,000 tags) do not push out what is read.
+    pub(super) fn wrote(&self, key: &str) {
         let mut inner = self.lock();
         inner.generation += 1;
         inner.remove(key);
-        if let Some(value) = value.filter(|v| v.len() as u64 <= MAX_OBJECT) {
-            inner.insert(key, value.clone());
-        }
     }
 
     /// Every key under `prefix` is gone.
@@ -111,13 +109,17 @@ mod tests {
     #[test]
     fn a_read_that_raced_a_write_is_not_remembered() {
         let cache = SmallObjects::default();
+        cache.fill("k", Bytes::from_static(b"old"), cache.generation());
         let before = cache.generation();
-        cache.wrote("k", Some(&Bytes::from_static(b"new")));
+        cache.wrote("k");
+        assert!(cache.get("k").is_none(), "a write forgets the key");
         cache.fill("k", Bytes::from_static(b"old"), before);
+        assert!(
+            cache.get("k").is_none(),
+            "a read that began before the write is not remembered"
+        );
+        cache.fill("k", Bytes::from_static(b"new"), cache.generation());
         assert_eq!(cache.get("k").unwrap(), &b"new"[..]);
-        cache.wrote("k", None);
-        cache.fill("k", Bytes::from_static(b"old"), before);
-        assert!(cache.get("k").is_none());
     }
 
     #[test]
@@ -139,7 +141,7 @@ mod tests {
     fn prefix_removal_forgets_everything_below() {
         let cache = SmallObjects::default();
         for key in ["a/1", "a/2", "b/1"] {
-            cache.wrote(key, Some(&Bytes::from_static(b"x")));
+            cache.fill(key, Bytes::from_static(b"x"), cache.generation());
         }
         cache.removed_prefix("a/");
         assert!(cache.get("a/1").is_none() && cache.get("a/2").is_none());

@@ -91,23 +91,18 @@ impl FileStore {
         let path = self.path(key);
         let file = blocking(key, move || write::open_for_append(&path, offset, sync)).await?;
         let length = write::stream_into(file, offset, input, key, sync).await?;
-        self.record_staged(key).await;
+        self.record(key, true).await;
         Ok(length)
     }
 
-    /// After a write: the key now holds `value` (or nothing), for listings and the cache.
-    async fn record(&self, key: &Key, value: Option<&Bytes>) {
-        match value {
-            Some(_) => self.listings.inserted(key).await,
-            None => self.listings.removed(key).await,
+    /// After a write: the key now exists or not, for the listings and the cache.
+    async fn record(&self, key: &Key, exists: bool) {
+        if exists {
+            self.listings.inserted(key).await;
+        } else {
+            self.listings.removed(key).await;
         }
-        self.cache.wrote(key.as_str(), value);
-    }
-
-    /// After a write whose bytes are not at hand (staging, promotion): listed, not cached.
-    async fn record_staged(&self, key: &Key) {
-        self.listings.inserted(key).await;
-        self.cache.wrote(key.as_str(), None);
+        self.cache.wrote(key.as_str());
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -242,7 +237,6 @@ impl Store for FileStore {
 
     async fn put(&self, key: &Key, value: Bytes) -> Result<()> {
         let path = self.path(key);
-        let written = value.clone();
         if value.is_empty() {
             // An empty file appears whole or not at all: no temp file or data sync needed.
             blocking(key, move || write::create_empty(&path)).await?;
@@ -253,24 +247,24 @@ impl Store for FileStore {
             })
             .await?;
         }
-        self.record(key, Some(&written)).await;
+        self.record(key, true).await;
         Ok(())
     }
 
     async fn put_volatile(&self, key: &Key, value: Bytes) -> Result<()> {
-        let (tmp, path, written) = (self.temp_path(), self.path(key), value.clone());
+        let (tmp, path) = (self.temp_path(), self.path(key));
         blocking(key, move || {
             write::replace_file(&tmp, &path, &value, write::Sync::Skip)
         })
         .await?;
-        self.record(key, Some(&written)).await;
+        self.record(key, true).await;
         Ok(())
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
         let path = self.path(key);
         blocking(key, move || write::remove_file(&path)).await?;
-        self.record(key, None).await;
+        self.record(key, false).await;
         Ok(())
     }
 
@@ -305,8 +299,8 @@ impl Store for FileStore {
     async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
         let (from, dest) = (self.path(staged), self.path(to));
         blocking(to, move || write::promote(&from, &dest)).await?;
-        self.record(staged, None).await;
-        self.record_staged(to).await;
+        self.record(staged, false).await;
+        self.record(to, true).await;
         Ok(())
     }
 }

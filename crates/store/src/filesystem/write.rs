@@ -1,5 +1,6 @@
 //! Durable file writes: temp file + fsync + rename + directory fsync, and streamed appends that
-//! overlap receiving with writing, and start writeback as they go so the final fsync is short.
+//! overlap receiving with writing and sync in the background as they go, so the final fsync
+//! is short.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, Write};
@@ -13,7 +14,7 @@ use crate::{Error, InputStream, Key, Result};
 
 /// Bytes gathered from the input before one (vectored) write call.
 const WRITE_CHUNK: usize = 1024 * 1024;
-/// Bytes written between starts of writeback, so the disk works while bytes still arrive.
+/// Bytes written between background syncs, so the disk works while bytes still arrive.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Whether a write must survive a crash once it returns.
@@ -138,15 +139,16 @@ pub(super) fn open_for_append(path: &Path, offset: u64, sync: Sync) -> io::Resul
     Ok(file)
 }
 
-/// A file being written by a blocking thread while the next chunk is received.
+/// A file being written by a blocking thread while the next chunk is received, and synced in
+/// the background as it grows.
 struct Writer {
     sync: Sync,
     file: Option<File>,
     pending: Option<JoinHandle<io::Result<File>>>,
-    /// Where the next write lands.
-    position: u64,
-    /// Where the bytes not yet sent to writeback begin.
-    writeback_from: u64,
+    /// Bytes written since the last background sync began.
+    unsynced: u64,
+    /// A background `fdatasync` in progress, on a second handle to the file.
+    syncing: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Writer {
@@ -159,28 +161,41 @@ impl Writer {
         }
     }
 
-    /// Starts writing `data` on a blocking thread, then writeback of what has piled up.
+    /// Starts writing `data` on a blocking thread.
     async fn write(&mut self, data: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
-        self.position += data.iter().map(|b| b.len() as u64).sum::<u64>();
-        let writeback = (self.position - self.writeback_from >= WRITEBACK_EVERY).then(|| {
-            let range = (self.writeback_from, self.position - self.writeback_from);
-            self.writeback_from = self.position;
-            range
-        });
+        self.unsynced += data.iter().map(|b| b.len() as u64).sum::<u64>();
+        self.sync_in_background(&file)?;
         self.pending = Some(tokio::task::spawn_blocking(move || {
             write_all_vectored(&mut file, &data)?;
-            if let Some((from, len)) = writeback {
-                start_writeback(&file, from, len);
-            }
             Ok(file)
         }));
+        Ok(())
+    }
+
+    /// Once enough is written, and no earlier background sync still runs, starts an
+    /// `fdatasync` beside the writes: the disk works while bytes still arrive, the page cache
+    /// keeps the bytes (a pull right after a push reads memory), and the final sync is short.
+    fn sync_in_background(&mut self, file: &File) -> io::Result<()> {
+        let busy = self
+            .syncing
+            .as_ref()
+            .is_some_and(|task| !task.is_finished());
+        if self.unsynced < WRITEBACK_EVERY || busy {
+            return Ok(());
+        }
+        self.unsynced = 0;
+        let handle = file.try_clone()?;
+        self.syncing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
         Ok(())
     }
 
     /// Writes what is left, syncs the file when durable, and returns.
     async fn finish(mut self, rest: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
+        if let Some(task) = self.syncing.take() {
+            task.await.map_err(io::Error::other)??;
+        }
         let sync = self.sync;
         tokio::task::spawn_blocking(move || {
             write_all_vectored(&mut file, &rest)?;
@@ -210,15 +225,6 @@ fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
     Ok(())
 }
 
-/// Asks the kernel to start writing a range back without waiting for it. On dirty pages,
-/// `POSIX_FADV_DONTNEED` starts asynchronous writeback (and drops nothing: dirty pages cannot
-/// be dropped), which is `sync_file_range(SYNC_FILE_RANGE_WRITE)` without `unsafe`. Advice only:
-/// a failure changes nothing about durability, which the final fsync provides.
-fn start_writeback(file: &File, from: u64, len: u64) {
-    let len = std::num::NonZeroU64::new(len);
-    let _ = rustix::fs::fadvise(file, from, len, rustix::fs::Advice::DontNeed);
-}
-
 /// Streams `input` into `file` (positioned at `offset`), durably when asked. Returns the new
 /// length.
 pub(super) async fn stream_into(
@@ -232,8 +238,8 @@ pub(super) async fn stream_into(
         sync,
         file: Some(file),
         pending: None,
-        position: offset,
-        writeback_from: offset,
+        unsynced: 0,
+        syncing: None,
     };
     let (mut batch, mut batched) = (Vec::new(), 0);
     let mut length = offset;
