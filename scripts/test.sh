@@ -4,6 +4,8 @@
 # and again on S3), the real-client end-to-end suite and the conformance runner's plumbing test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cargo install (Garage) puts binaries here; the tests find garage on PATH.
+export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\n=== %s\n' "$*"; }
 
