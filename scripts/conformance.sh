@@ -205,6 +205,9 @@ else
 fi
 
 if [ "$storage" = s3 ]; then
+  # Fresh storage on S3 too: this run's keys live under a prefix of their own.
+  export S3_PREFIX="${S3_PREFIX:+${S3_PREFIX%/}/}conformance-$(date +%s)-$$"
+  log "storage: s3 under the fresh prefix $S3_PREFIX"
   s3_vars=$(compgen -e | grep -E '^(S3|AWS)_' | tr '\n' ' ' | sed 's/ $//' || true)
   if [ -n "$s3_vars" ]; then
     log "storage: s3, passing on from the environment: $s3_vars"
