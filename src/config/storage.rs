@@ -147,5 +147,6 @@ fn s3(s: &Sources<'_>, warnings: &mut Vec<String>) -> Result<S3Config, ConfigErr
             parse::boolean,
         )?,
         insecure_skip_verify: insecure,
+        copy_limit: None,
     })
 }

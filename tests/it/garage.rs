@@ -150,6 +150,7 @@ pub fn s3_config(endpoint: &str, prefix: &str) -> S3Config {
         prefix: prefix.into(),
         force_path_style: true,
         insecure_skip_verify: false,
+        copy_limit: None,
     }
 }
 

@@ -469,3 +469,46 @@ async fn a_1_gib_push_to_s3_keeps_memory_bounded() {
     eprintln!("marina peak RSS on S3: {peak} MiB after a 1 GiB push and pull");
     assert!(peak < 96, "peak RSS {peak} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_over_the_copy_limit_is_streamed_into_place() {
+    // S3 copies at most 5 GiB in one CopyObject; with the limit lowered to 1 MiB, a 3 MiB
+    // single-part upload takes the same path a 6 GiB one would.
+    let node = garage::shared();
+    let mut config = garage::s3_config(&node.endpoint(), &garage::unique_prefix("copylimit"));
+    config.copy_limit = Some(1024 * 1024);
+    let store = marina_store::s3::S3Store::with_credentials(
+        &config,
+        garage::ACCESS_KEY,
+        garage::SECRET_KEY,
+    )
+    .unwrap();
+    let s = Server::serve(
+        std::sync::Arc::new(store),
+        marina_registry::Config::default(),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let digest = s.push_blob("big/blob", &data).await;
+    let body = s
+        .get(&format!("/v2/big/blob/blobs/{digest}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&body), digest);
+    let ranged = s
+        .request(
+            reqwest::Method::GET,
+            &format!("/v2/big/blob/blobs/{digest}"),
+        )
+        .header("Range", "bytes=1048570-1048580")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ranged.bytes().await.unwrap(),
+        data[1_048_570..=1_048_580].to_vec()
+    );
+}

@@ -19,7 +19,7 @@ use object_store::{
 
 use crate::{ByteStream, Error, InputStream, Key, Result, Store};
 
-/// The largest object a single `CopyObject` may copy.
+/// The largest object a single `CopyObject` may copy (S3's limit).
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// The size of each part of a multipart upload (S3's minimum is 5 MiB).
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -43,6 +43,9 @@ pub struct S3Config {
     pub force_path_style: bool,
     /// Accept any TLS certificate from the endpoint.
     pub insecure_skip_verify: bool,
+    /// The largest staged part promoted with one server-side copy; larger ones are streamed
+    /// into a multipart upload. `None` is S3's own limit, 5 GiB (tests lower it).
+    pub copy_limit: Option<u64>,
 }
 
 /// A store in an S3 bucket.
@@ -51,6 +54,7 @@ pub struct S3Store {
     bucket: Arc<dyn ObjectStore>,
     prefix: String,
     description: String,
+    copy_limit: u64,
 }
 
 impl S3Store {
@@ -113,6 +117,7 @@ impl S3Store {
             bucket: Arc::new(bucket),
             prefix,
             description,
+            copy_limit: config.copy_limit.unwrap_or(MAX_COPY),
         })
     }
 
@@ -390,7 +395,7 @@ impl Store for S3Store {
         let parts = self.parts(staged).await?;
         match parts.as_slice() {
             [] => self.put(to, Bytes::new()).await?,
-            [(path, _, size)] if *size <= MAX_COPY => {
+            [(path, _, size)] if *size <= self.copy_limit => {
                 self.bucket
                     .copy(path, &self.path(to))
                     .await
