@@ -64,9 +64,7 @@ async fn push_big(
         .client
         .push_blob(&stored.repo, &stored.digest, size, body)
         .await?;
-    let elapsed = started.elapsed();
-    fixtures.remember_big_blob(stored);
-    Ok(vec![Figure::rate("MiB/s", mib_per_second(size, elapsed))])
+    Ok(pushed(fixtures, stored, started))
 }
 
 /// One POST, PATCHes of `--chunk-size` with `Content-Range`, then a PUT with no body.
@@ -89,9 +87,7 @@ async fn push_chunked(
     client
         .finish_upload(location, &stored.digest, 0, Bytes::new().into())
         .await?;
-    let elapsed = started.elapsed();
-    fixtures.remember_big_blob(stored);
-    Ok(vec![Figure::rate("MiB/s", mib_per_second(size, elapsed))])
+    Ok(pushed(fixtures, stored, started))
 }
 
 /// GET of the big blob. The timed transfer only counts bytes: hashing in the client would
@@ -247,6 +243,13 @@ async fn catalog_page(
 }
 
 /// A blob of `--big-size` fresh bytes, its digest computed before any timing.
+/// A finished big push: its rate since `started`, and the blob kept for pull-big.
+fn pushed(fixtures: &mut Fixtures, stored: StoredBlob, started: Instant) -> Vec<Figure> {
+    let rate = mib_per_second(stored.blob.size, started.elapsed());
+    fixtures.remember_big_blob(stored);
+    vec![Figure::rate("MiB/s", rate)]
+}
+
 fn new_big_blob(plan: &Plan, fixtures: &mut Fixtures, what: &str) -> StoredBlob {
     let blob = fixtures.new_blob(plan.big_size);
     StoredBlob {
