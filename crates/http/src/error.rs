@@ -101,14 +101,6 @@ impl ApiError {
         )
     }
 
-    pub(crate) fn manifest_too_large(limit: usize) -> Self {
-        RegistryError::ManifestTooLarge {
-            size: limit + 1,
-            limit,
-        }
-        .into()
-    }
-
     pub(crate) fn body_unreadable(e: impl std::fmt::Display) -> Self {
         let message = format!("the request body could not be read: {e}");
         Self::new(

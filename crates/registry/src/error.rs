@@ -40,10 +40,8 @@ pub enum Error {
     #[error("the manifest references {0}, which is not in this repository")]
     ManifestBlobUnknown(Digest),
     /// The manifest exceeds the size limit.
-    #[error("the manifest is {size} bytes; the limit is {limit}")]
+    #[error("the manifest is larger than the limit of {limit} bytes")]
     ManifestTooLarge {
-        /// The manifest's size (or a lower bound).
-        size: usize,
         /// The configured limit.
         limit: usize,
     },

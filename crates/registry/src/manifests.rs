@@ -45,10 +45,7 @@ impl Registry {
     ) -> Result<ManifestPut> {
         let limit = self.config.max_manifest_bytes;
         if body.len() > limit {
-            return Err(Error::ManifestTooLarge {
-                size: body.len(),
-                limit,
-            });
+            return Err(Error::ManifestTooLarge { limit });
         }
         let manifest = Manifest::parse(&body, content_type)?;
         let digest = match reference {

@@ -6,7 +6,7 @@ use axum::response::Response;
 use marina_oci::{Digest, RepoName, media_type};
 use marina_registry::{ByteRange, Registry};
 
-use super::{empty_with_length, value};
+use super::value;
 use crate::error::ApiError;
 
 pub(super) async fn get(
@@ -20,7 +20,7 @@ pub(super) async fn get(
     let blob = registry.read_blob(name, digest, range).await?;
     let length = blob.range.end - blob.range.start;
     let mut response = if head {
-        empty_with_length(length)
+        Response::new(Body::empty())
     } else {
         Response::new(Body::from_stream(blob.stream))
     };
@@ -47,7 +47,7 @@ pub(super) async fn delete(
     digest: &Digest,
 ) -> Result<Response, ApiError> {
     registry.delete_blob(name, digest).await?;
-    Ok(super::accepted())
+    Ok(super::empty(StatusCode::ACCEPTED))
 }
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` (one range; multiple ranges are refused).

@@ -7,9 +7,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use marina_oci::{Reference, RepoName, Tag};
-use marina_registry::Registry;
+use marina_registry::{Error as RegistryError, Registry};
 
-use super::{empty_with_length, value};
+use super::value;
 use crate::error::ApiError;
 
 pub(super) async fn get(
@@ -21,7 +21,7 @@ pub(super) async fn get(
     let manifest = registry.get_manifest(name, reference).await?;
     let length = manifest.body.len() as u64;
     let mut response = if head {
-        empty_with_length(length)
+        Response::new(Body::empty())
     } else {
         Response::new(Body::from(manifest.body))
     };
@@ -49,8 +49,7 @@ pub(super) async fn put(
     let stored = registry
         .put_manifest(name, reference, tags, content_type, bytes)
         .await?;
-    let mut response = empty_with_length(0);
-    *response.status_mut() = StatusCode::CREATED;
+    let mut response = super::empty(StatusCode::CREATED);
     let h = response.headers_mut();
     h.insert(
         header::LOCATION,
@@ -72,7 +71,7 @@ pub(super) async fn delete(
     reference: &Reference,
 ) -> Result<Response, ApiError> {
     registry.delete_manifest(name, reference).await?;
-    Ok(super::accepted())
+    Ok(super::empty(StatusCode::ACCEPTED))
 }
 
 /// Reads a body of at most `limit` bytes; more is refused with 413 before it is buffered.
@@ -82,12 +81,12 @@ async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<B
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::manifest_too_large(limit));
+        return Err(RegistryError::ManifestTooLarge { limit }.into());
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::manifest_too_large(limit))
+            Err(RegistryError::ManifestTooLarge { limit }.into())
         }
         Err(e) => Err(ApiError::body_unreadable(e)),
     }

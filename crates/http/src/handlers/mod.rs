@@ -7,7 +7,7 @@ pub(crate) mod uploads;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use marina_registry::Registry;
 
@@ -41,7 +41,7 @@ async fn dispatch(
 ) -> Result<Response, ApiError> {
     use Endpoint as E;
     match endpoint {
-        E::Base => Ok(json(axum::http::StatusCode::OK, &serde_json::json!({}))),
+        E::Base => Ok(json(StatusCode::OK, &serde_json::json!({}))),
         E::Catalog { n, last } => listings::catalog(registry, n, last).await,
         E::ListTags { name, n, last } => listings::tags(registry, &name, n, last).await,
         E::Referrers {
@@ -81,24 +81,20 @@ pub(crate) fn value(s: impl AsRef<str>) -> HeaderValue {
     HeaderValue::from_str(s.as_ref()).expect("header values are built from validated parts")
 }
 
-/// A response with no body but the given `Content-Length` (for `HEAD`).
-pub(crate) fn empty_with_length(length: u64) -> Response {
+/// A response with no body: `Content-Length: 0`, except on 204, which must carry none.
+pub(crate) fn empty(status: StatusCode) -> Response {
     let mut response = Response::new(Body::empty());
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, value(length.to_string()));
-    response
-}
-
-/// `202 Accepted` with an empty body.
-pub(crate) fn accepted() -> Response {
-    let mut response = empty_with_length(0);
-    *response.status_mut() = axum::http::StatusCode::ACCEPTED;
+    *response.status_mut() = status;
+    if status != StatusCode::NO_CONTENT {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, value("0"));
+    }
     response
 }
 
 /// A JSON response.
-pub(crate) fn json(status: axum::http::StatusCode, body: &serde_json::Value) -> Response {
+pub(crate) fn json(status: StatusCode, body: &serde_json::Value) -> Response {
     let bytes = serde_json::to_vec(body).expect("JSON values serialize");
     let mut response = (status, bytes).into_response();
     response

@@ -8,7 +8,7 @@ use marina_oci::{Digest, RepoName};
 use marina_registry::{Registry, UploadId, UploadStatus};
 use marina_store::InputStream;
 
-use super::{empty_with_length, value};
+use super::{empty, value};
 use crate::endpoint::UploadStart;
 use crate::error::ApiError;
 
@@ -86,10 +86,7 @@ pub(super) async fn cancel(
     id: &UploadId,
 ) -> Result<Response, ApiError> {
     registry.cancel_upload(name, id).await?;
-    let mut response = empty_with_length(0);
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response.headers_mut().remove(header::CONTENT_LENGTH);
-    Ok(response)
+    Ok(empty(StatusCode::NO_CONTENT))
 }
 
 /// The request body as a stream for the store.
@@ -144,12 +141,8 @@ pub(crate) fn range_header(offset: u64) -> String {
 }
 
 fn session_response(status: StatusCode, name: &RepoName, upload: &UploadStatus) -> Response {
-    let mut response = empty_with_length(0);
-    *response.status_mut() = status;
+    let mut response = empty(status);
     let h = response.headers_mut();
-    if status == StatusCode::NO_CONTENT {
-        h.remove(header::CONTENT_LENGTH);
-    }
     h.insert(
         header::LOCATION,
         value(format!("/v2/{name}/blobs/uploads/{}", upload.id)),
@@ -161,8 +154,7 @@ fn session_response(status: StatusCode, name: &RepoName, upload: &UploadStatus) 
 }
 
 fn created_blob(name: &RepoName, digest: &Digest) -> Response {
-    let mut response = empty_with_length(0);
-    *response.status_mut() = StatusCode::CREATED;
+    let mut response = empty(StatusCode::CREATED);
     let h = response.headers_mut();
     h.insert(
         header::LOCATION,
