@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use marina_oci::{Digest, RepoName};
-use marina_store::{ByteStream, Key};
+use marina_store::{Content, Key};
 
 use crate::{Error, Registry, Result, keys};
 
@@ -41,7 +41,7 @@ pub struct BlobRead {
     /// The part being sent (all of it without a range).
     pub range: Range<u64>,
     /// The bytes of `range`.
-    pub stream: ByteStream,
+    pub content: Content,
 }
 
 impl Registry {
@@ -75,15 +75,15 @@ impl Registry {
             None => 0..size,
             Some(r) => r.resolve(size).ok_or(Error::RangeNotSatisfiable { size })?,
         };
-        let stream = if range.is_empty() {
-            Box::pin(futures_util::stream::empty()) as ByteStream
+        let content = if range.is_empty() {
+            Content::Stream(Box::pin(futures_util::stream::empty()))
         } else {
-            self.store.read(&keys::blob(digest), range.clone()).await?
+            self.store.open(&keys::blob(digest), range.clone()).await?
         };
         Ok(BlobRead {
             size,
             range,
-            stream,
+            content,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The storage layer: the [`Store`] trait (bytes under keys), its backends, and the
 //! conformance suite every backend passes. It knows nothing of OCI or HTTP.
 
+mod content;
 mod error;
 pub mod filesystem;
 mod key;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
 
+pub use content::{Content, FileSlice};
 pub use error::{Error, Result};
 pub use key::{Key, KeyError};
 
@@ -38,6 +40,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Streams `range` of an object (already checked to lie within it).
     async fn read(&self, key: &Key, range: Range<u64>) -> Result<ByteStream>;
+
+    /// Opens `range` of an object to send it on: as [`Content::File`] where a backend has the
+    /// object as a local file worth handing to the kernel, otherwise as [`Store::read`]'s stream.
+    async fn open(&self, key: &Key, range: Range<u64>) -> Result<Content> {
+        Ok(Content::Stream(self.read(key, range).await?))
+    }
 
     /// Stores a whole object, replacing any object under that key.
     async fn put(&self, key: &Key, value: Bytes) -> Result<()>;

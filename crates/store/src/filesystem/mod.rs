@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::io::{Read as _, Seek as _};
+use std::io::Read as _;
 
-use crate::{ByteStream, Error, InputStream, Key, Result, Store};
+use crate::{ByteStream, Content, Error, FileSlice, InputStream, Key, Result, Store};
 use cache::SmallObjects;
 use listing::Listings;
 
@@ -21,10 +21,6 @@ use listing::Listings;
 const TMP_DIR: &str = ".tmp";
 /// The lock file that keeps a second process off the same root.
 const LOCK_FILE: &str = ".lock";
-/// Bytes read per step when streaming an object out.
-const READ_CHUNK: usize = 2 * 1024 * 1024;
-/// Steps read ahead of the socket.
-const READ_AHEAD: usize = 2;
 
 /// Objects as files under a root folder. The process holds an exclusive lock on the root: the
 /// listing cache assumes it is the only writer.
@@ -134,41 +130,6 @@ fn open_for_read(path: &std::path::Path) -> std::io::Result<Opened> {
     Ok(Opened::Small(Bytes::from(bytes)))
 }
 
-/// Streams `range` of a large file: one blocking thread reads it in `READ_CHUNK` steps straight
-/// into the buffers it hands on (no second copy, no hand-off per chunk), a few steps ahead.
-async fn stream_file(file: std::fs::File, range: Range<u64>, key: &Key) -> Result<ByteStream> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(READ_AHEAD);
-    let owned = key.clone();
-    tokio::task::spawn_blocking(move || {
-        let read = |file: &mut std::fs::File, left: u64| -> std::io::Result<Bytes> {
-            let step = left.min(READ_CHUNK as u64);
-            let mut buf = Vec::with_capacity(usize::try_from(step).unwrap_or(READ_CHUNK));
-            file.take(step).read_to_end(&mut buf)?;
-            if buf.is_empty() {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            Ok(Bytes::from(buf))
-        };
-        let mut file = file;
-        let mut left = range.end - range.start;
-        if let Err(e) = file.seek(std::io::SeekFrom::Start(range.start)) {
-            let _ = tx.blocking_send(Err(Error::io(&owned, e)));
-            return;
-        }
-        while left > 0 {
-            let chunk = read(&mut file, left).map_err(|e| Error::io(&owned, e));
-            left = chunk.as_ref().map_or(0, |c| left - c.len() as u64);
-            if tx.blocking_send(chunk).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(Box::pin(futures_util::stream::unfold(
-        rx,
-        |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
-    )))
-}
-
 /// Temp files left by a crash are garbage: nothing points at them.
 fn clear_temp_files(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -219,20 +180,24 @@ impl Store for FileStore {
     }
 
     async fn read(&self, key: &Key, range: Range<u64>) -> Result<ByteStream> {
+        Ok(self.open(key, range).await?.into_stream())
+    }
+
+    async fn open(&self, key: &Key, range: Range<u64>) -> Result<Content> {
         let opened = match self.cache.get(key.as_str()) {
             Some(cached) => Opened::Small(cached),
             None => self.load(key).await?,
         };
-        match opened {
+        Ok(match opened {
             Opened::Small(bytes) => {
                 let (start, end) = (usize::try_from(range.start), usize::try_from(range.end));
                 let part = bytes.slice(start.unwrap_or(0)..end.unwrap_or(0).min(bytes.len()));
-                Ok(Box::pin(futures_util::stream::once(
+                Content::Stream(Box::pin(futures_util::stream::once(
                     async move { Ok(part) },
                 )))
             }
-            Opened::Large(file, _) => stream_file(file, range, key).await,
-        }
+            Opened::Large(file, _) => Content::File(FileSlice::new(file, range, key.clone())),
+        })
     }
 
     async fn put(&self, key: &Key, value: Bytes) -> Result<()> {
