@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use marina_registry::Registry;
 use marina_store::{Store, filesystem::FileStore, s3::S3Store};
 
@@ -26,13 +25,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(purge_uploads(registry.clone()));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?
-        .tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, storage = %settings.storage, "marina is serving");
-    axum::serve(listener, marina_http::router(registry))
-        .with_graceful_shutdown(shutdown_signal())
+    marina_http::serve(listener, registry, shutdown_signal())
         .await
         .context("serving")?;
     tracing::info!("stopped: every request in flight has finished");

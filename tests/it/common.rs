@@ -59,8 +59,13 @@ impl Server {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let router = marina_http::router(Registry::new(Arc::clone(&store), config));
-        tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+        let registry = Registry::new(Arc::clone(&store), config);
+        let shutdown = std::future::pending();
+        tokio::spawn(async move {
+            marina_http::serve(listener, registry, shutdown)
+                .await
+                .expect("serve");
+        });
         Self {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
@@ -343,4 +348,55 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `len` bytes that never repeat at any power-of-two stride, so a byte sent from the wrong
+/// offset (or a zeroed one) is caught.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// One HTTP/1 response read off a raw connection: status, headers (lower-case names) and the
+/// body its `Content-Length` announced (none for a HEAD).
+pub async fn read_response(
+    stream: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    head: bool,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut status_line = String::new();
+    stream
+        .read_line(&mut status_line)
+        .await
+        .expect("status line");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.expect("header line");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').expect("header has a colon");
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().expect("numeric Content-Length"));
+    let mut body = vec![0; if head { 0 } else { length }];
+    stream.read_exact(&mut body).await.expect("whole body");
+    (status, headers, body)
 }

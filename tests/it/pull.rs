@@ -206,3 +206,101 @@ async fn empty_blobs_push_and_pull() {
     assert_eq!(header(&get, "Content-Length"), "0");
     assert!(get.bytes().await.unwrap().is_empty());
 }
+
+/// Blobs large enough to be sent from their files (with sendfile on the filesystem backend).
+const LARGE: usize = 9 * 1024 * 1024 + 123;
+
+#[tokio::test]
+async fn large_blobs_are_sent_whole_and_in_ranges() {
+    let s = Server::start().await;
+    let data = noise(LARGE, 1);
+    let digest = s.push_blob("large", &data).await;
+    let path = format!("/v2/large/blobs/{digest}");
+    let whole = s.get(&path).await;
+    assert_eq!(header(&whole, "Content-Length"), LARGE.to_string());
+    assert!(whole.bytes().await.unwrap() == data, "whole blob differs");
+    let ranges = [
+        ("bytes=4194000-8388999", 4_194_000..8_389_000),
+        ("bytes=1-", 1..LARGE),
+        ("bytes=-5", LARGE - 5..LARGE),
+        ("bytes=4194304-4194304", 4_194_304..4_194_305),
+    ];
+    for (range, expected) in ranges {
+        let response = s
+            .request(Method::GET, &path)
+            .header("Range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        let body = response.bytes().await.unwrap();
+        assert!(body == data[expected], "{range}: bytes differ");
+    }
+    let together = (0..4).map(|_| async { s.get(&path).await.bytes().await.unwrap() });
+    for body in futures_util::future::join_all(together).await {
+        assert!(body == data, "a concurrent download differs");
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_each_get_their_own_body() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start().await;
+    let a = noise(LARGE, 2);
+    let b = noise(LARGE / 2, 3);
+    let small = b"a small blob".to_vec();
+    let (da, db, ds) = (
+        s.push_blob("pipe", &a).await,
+        s.push_blob("pipe", &b).await,
+        s.push_blob("pipe", &small).await,
+    );
+    let get = |digest: &str, extra: &str| {
+        format!("GET /v2/pipe/blobs/{digest} HTTP/1.1\r\nHost: x\r\n{extra}\r\n")
+    };
+    let head = format!("HEAD /v2/pipe/blobs/{db} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let requests = [
+        get(&da, ""),
+        head,
+        get(&ds, ""),
+        get(&db, "Range: bytes=1000-\r\n"),
+        get(&da, ""),
+    ];
+    let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    stream
+        .write_all(requests.concat().as_bytes())
+        .await
+        .unwrap();
+    let mut stream = tokio::io::BufReader::new(stream);
+    let expected: [(u16, bool, &[u8]); 5] = [
+        (200, false, &a),
+        (200, true, b""),
+        (200, false, &small),
+        (206, false, &b[1000..]),
+        (200, false, &a),
+    ];
+    for (i, (status, is_head, body)) in expected.into_iter().enumerate() {
+        let (got_status, _, got_body) = read_response(&mut stream, is_head).await;
+        assert_eq!(got_status, status, "response {i}");
+        assert!(got_body == body, "response {i}: body differs");
+    }
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_mid_blob_leaves_the_server_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start().await;
+    let data = noise(LARGE, 4);
+    let digest = s.push_blob("hangup", &data).await;
+    let request = format!("GET /v2/hangup/blobs/{digest} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut some = vec![0; 64 * 1024];
+    stream.read_exact(&mut some).await.unwrap();
+    drop(stream);
+    let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut stream = tokio::io::BufReader::new(stream);
+    let (status, _, body) = read_response(&mut stream, false).await;
+    assert_eq!(status, 200);
+    assert!(body == data, "HTTP/1.0 download differs");
+}

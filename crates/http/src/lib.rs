@@ -6,6 +6,7 @@ mod error;
 mod handlers;
 mod observe;
 mod query;
+mod sendfile;
 
 use axum::Router;
 use marina_registry::Registry;
@@ -13,8 +14,23 @@ use marina_registry::Registry;
 pub use endpoint::{Endpoint, UploadStart};
 pub use error::ApiError;
 
-/// The whole API as a router, ready for `axum::serve`.
-pub fn router(registry: Registry) -> Router {
+/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish.
+///
+/// # Errors
+/// When the server fails (accept errors are logged and retried, not returned).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(registry).into_make_service_with_connect_info::<sendfile::SendQueue>();
+    axum::serve(sendfile::Listener(listener), app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The whole API as a router.
+fn router(registry: Registry) -> Router {
     Router::new()
         .fallback(handlers::handle)
         .with_state(registry)

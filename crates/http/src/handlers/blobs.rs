@@ -5,9 +5,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use marina_oci::{Digest, RepoName, media_type};
 use marina_registry::{ByteRange, Registry};
+use marina_store::Content;
 
 use super::value;
 use crate::error::ApiError;
+use crate::sendfile::SendQueue;
 
 pub(super) async fn get(
     registry: &Registry,
@@ -15,15 +17,17 @@ pub(super) async fn get(
     digest: &Digest,
     head: bool,
     headers: &HeaderMap,
+    sendfile: Option<SendQueue>,
 ) -> Result<Response, ApiError> {
     let range = headers.get(header::RANGE).map(parse_range).transpose()?;
     let blob = registry.read_blob(name, digest, range).await?;
     let length = blob.range.end - blob.range.start;
-    let mut response = if head {
-        Response::new(Body::empty())
-    } else {
-        Response::new(Body::from_stream(blob.stream))
+    let body = match (head, blob.content, sendfile) {
+        (true, _, _) => Body::empty(),
+        (false, Content::File(slice), Some(queue)) => queue.body(slice),
+        (false, content, _) => Body::from_stream(content.into_stream()),
     };
+    let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(header::CONTENT_LENGTH, value(length.to_string()));
     h.insert(header::CONTENT_TYPE, value(media_type::OCTET_STREAM));

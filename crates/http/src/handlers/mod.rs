@@ -6,13 +6,14 @@ mod manifests;
 pub(crate) mod uploads;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use marina_registry::Registry;
 
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
+use crate::sendfile::SendQueue;
 
 /// The route template a response answered, for the request log.
 #[derive(Clone, Copy, Debug)]
@@ -26,11 +27,20 @@ pub(crate) async fn handle(State(registry): State<Registry>, request: Request) -
         Err(e) => return e.into_response(),
     };
     let template = endpoint.template();
-    let mut response = dispatch(&registry, endpoint, &parts.headers, body)
+    let sendfile = sendfile_queue(&parts);
+    let mut response = dispatch(&registry, endpoint, &parts.headers, body, sendfile)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(RouteTemplate(template));
     response
+}
+
+/// The connection's sendfile queue, when the request came over HTTP/1 on a connection that
+/// has one (HTTP/2 copies body bytes into its frames, so it cannot use stand-ins).
+fn sendfile_queue(parts: &axum::http::request::Parts) -> Option<SendQueue> {
+    let http1 = matches!(parts.version, Version::HTTP_10 | Version::HTTP_11);
+    let info = parts.extensions.get::<ConnectInfo<SendQueue>>();
+    info.filter(|_| http1).map(|info| info.0.clone())
 }
 
 async fn dispatch(
@@ -38,6 +48,7 @@ async fn dispatch(
     endpoint: Endpoint,
     headers: &HeaderMap,
     body: Body,
+    sendfile: Option<SendQueue>,
 ) -> Result<Response, ApiError> {
     use Endpoint as E;
     match endpoint {
@@ -63,7 +74,7 @@ async fn dispatch(
             manifests::delete(registry, &name, &reference).await
         }
         E::GetBlob { name, digest, head } => {
-            blobs::get(registry, &name, &digest, head, headers).await
+            blobs::get(registry, &name, &digest, head, headers, sendfile).await
         }
         E::DeleteBlob { name, digest } => blobs::delete(registry, &name, &digest).await,
         E::StartUpload { name, start } => uploads::start(registry, &name, start, body).await,
