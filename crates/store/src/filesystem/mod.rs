@@ -16,6 +16,7 @@ use std::io::Read as _;
 use crate::{ByteStream, Content, Error, FileSlice, InputStream, Key, Result, Store};
 use cache::SmallObjects;
 use listing::Listings;
+use write::Entries;
 
 /// Where temp files are written before their rename (same filesystem as the objects).
 const TMP_DIR: &str = ".tmp";
@@ -29,6 +30,7 @@ pub struct FileStore {
     root: PathBuf,
     listings: Listings,
     cache: SmallObjects,
+    entries: Arc<Entries>,
     _lock: Arc<std::fs::File>,
 }
 
@@ -54,10 +56,14 @@ impl FileStore {
             ),
         })?;
         clear_temp_files(&root.join(TMP_DIR));
+        // What an earlier process left unsynced (fresh upload sessions, the folders just made)
+        // becomes durable here, so every entry that exists now counts as durable.
+        rustix::fs::syncfs(&lock).map_err(|e| io(e.into()))?;
         Ok(Self {
             root,
             listings: Listings::default(),
             cache: SmallObjects::default(),
+            entries: Arc::default(),
             _lock: Arc::new(lock),
         })
     }
@@ -85,7 +91,8 @@ impl FileStore {
         sync: write::Sync,
     ) -> Result<u64> {
         let path = self.path(key);
-        let file = blocking(key, move || write::open_for_append(&path, offset, sync)).await?;
+        let entries = Arc::clone(&self.entries);
+        let file = blocking(key, move || entries.open_for_append(&path, offset, sync)).await?;
         let length = write::stream_into(file, offset, input, key, sync).await?;
         self.record(key, true).await;
         Ok(length)
@@ -204,11 +211,13 @@ impl Store for FileStore {
         let path = self.path(key);
         if value.is_empty() {
             // An empty file appears whole or not at all: no temp file or data sync needed.
-            blocking(key, move || write::create_empty(&path)).await?;
+            let entries = Arc::clone(&self.entries);
+            blocking(key, move || entries.create_empty(&path)).await?;
         } else {
             let tmp = self.temp_path();
+            let entries = Arc::clone(&self.entries);
             blocking(key, move || {
-                write::replace_file(&tmp, &path, &value, write::Sync::Durable)
+                entries.replace_file(&tmp, &path, &value, write::Sync::Durable)
             })
             .await?;
         }
@@ -218,8 +227,9 @@ impl Store for FileStore {
 
     async fn put_volatile(&self, key: &Key, value: Bytes) -> Result<()> {
         let (tmp, path) = (self.temp_path(), self.path(key));
+        let entries = Arc::clone(&self.entries);
         blocking(key, move || {
-            write::replace_file(&tmp, &path, &value, write::Sync::Skip)
+            entries.replace_file(&tmp, &path, &value, write::Sync::Skip)
         })
         .await?;
         self.record(key, true).await;
@@ -228,14 +238,16 @@ impl Store for FileStore {
 
     async fn delete(&self, key: &Key) -> Result<()> {
         let path = self.path(key);
-        blocking(key, move || write::remove_file(&path)).await?;
+        let entries = Arc::clone(&self.entries);
+        blocking(key, move || entries.remove_file(&path)).await?;
         self.record(key, false).await;
         Ok(())
     }
 
     async fn delete_prefix(&self, prefix: &Key) -> Result<()> {
         let path = self.path(prefix);
-        blocking(prefix, move || write::remove_dir(&path)).await?;
+        let entries = Arc::clone(&self.entries);
+        blocking(prefix, move || entries.remove_dir(&path)).await?;
         self.listings.removed_prefix(prefix).await;
         self.cache.removed_prefix(prefix.as_str());
         Ok(())
@@ -263,7 +275,8 @@ impl Store for FileStore {
 
     async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
         let (from, dest) = (self.path(staged), self.path(to));
-        blocking(to, move || write::promote(&from, &dest)).await?;
+        let entries = Arc::clone(&self.entries);
+        blocking(to, move || entries.promote(&from, &dest)).await?;
         self.record(staged, false).await;
         self.record(to, true).await;
         Ok(())

@@ -2,9 +2,11 @@
 //! overlap receiving with writing and sync in the background as they go, so the final fsync
 //! is short.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -26,45 +28,184 @@ pub(super) enum Sync {
     Skip,
 }
 
-/// Writes `value` to `tmp` and renames it over `path`: atomic, and durable when asked.
-pub(super) fn replace_file(tmp: &Path, path: &Path, value: &[u8], sync: Sync) -> io::Result<()> {
-    let mut file = File::create(tmp)?;
-    file.write_all(value)?;
-    if sync == Sync::Durable {
-        file.sync_data()?;
+/// The store's folder entries that volatile writes created and that may not be durable yet.
+///
+/// A volatile write (a fresh upload session) creates files and folders without syncing their
+/// folders, since losing them only means a client starts over. A durable write that lands in
+/// or on such an entry first makes the entry durable, so what it acknowledges survives a crash.
+/// The process is the only writer (the root is locked), and at start-up the store syncs the
+/// whole filesystem, so entries not listed here are durable.
+#[derive(Debug, Default)]
+pub(super) struct Entries {
+    fresh: Mutex<HashSet<PathBuf>>,
+}
+
+impl Entries {
+    fn fresh(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
+        self.fresh.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    drop(file);
-    rename(tmp, path, sync)
-}
 
-/// Creates (or empties) a file durably: one folder sync, no temp file, since an empty file
-/// appears whole or not at all.
-pub(super) fn create_empty(path: &Path) -> io::Result<()> {
-    let dir = parent(path)?;
-    create_dirs(dir)?;
-    OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(path)?;
-    sync_dir(dir)
-}
+    fn is_fresh(&self, path: &Path) -> bool {
+        self.fresh().contains(path)
+    }
 
-/// Syncs `from`'s data (it may have been written without), renames it to `to`, creating `to`'s
-/// folders, and syncs the folder so the rename lasts.
-pub(super) fn promote(from: &Path, to: &Path) -> io::Result<()> {
-    File::open(from)?.sync_data()?;
-    rename(from, to, Sync::Durable)
-}
+    /// `path`'s entry is durable now (a durable writer racing with this one syncs it too).
+    fn settled(&self, path: &Path) {
+        self.fresh().remove(path);
+    }
 
-fn rename(from: &Path, to: &Path, sync: Sync) -> io::Result<()> {
-    let dir = parent(to)?;
-    create_dirs(dir)?;
-    fs::rename(from, to)?;
-    if sync == Sync::Durable {
-        sync_dir(dir)
-    } else {
+    fn mark(&self, path: &Path) {
+        self.fresh().insert(path.to_owned());
+    }
+
+    /// Forgets `path` and everything under it: they are gone.
+    fn forget(&self, path: &Path) {
+        self.fresh().retain(|p| !p.starts_with(path));
+    }
+
+    /// Writes `value` to `tmp` and renames it over `path`: atomic, and durable when asked.
+    pub(super) fn replace_file(
+        &self,
+        tmp: &Path,
+        path: &Path,
+        value: &[u8],
+        sync: Sync,
+    ) -> io::Result<()> {
+        let mut file = File::create(tmp)?;
+        file.write_all(value)?;
+        if sync == Sync::Durable {
+            file.sync_data()?;
+        }
+        drop(file);
+        self.rename(tmp, path, sync)
+    }
+
+    /// Creates (or empties) a file durably: one folder sync, no temp file, since an empty file
+    /// appears whole or not at all.
+    pub(super) fn create_empty(&self, path: &Path) -> io::Result<()> {
+        let dir = parent(path)?;
+        self.create_dirs(dir, Sync::Durable)?;
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(path)?;
+        sync_dir(dir)?;
+        self.settled(path);
         Ok(())
+    }
+
+    /// Syncs `from`'s data (it may have been written without), renames it to `to`, creating
+    /// `to`'s folders, and syncs the folder so the rename lasts.
+    pub(super) fn promote(&self, from: &Path, to: &Path) -> io::Result<()> {
+        File::open(from)?.sync_data()?;
+        self.rename(from, to, Sync::Durable)?;
+        self.forget(from);
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path, sync: Sync) -> io::Result<()> {
+        let dir = parent(to)?;
+        self.create_dirs(dir, sync)?;
+        fs::rename(from, to)?;
+        match sync {
+            Sync::Durable => {
+                sync_dir(dir)?;
+                self.settled(to);
+                Ok(())
+            }
+            Sync::Skip => {
+                self.mark(to);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes a file (a missing one is fine) and syncs its folder.
+    pub(super) fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.forget(path);
+        match fs::remove_file(path) {
+            Ok(()) => path.parent().map_or(Ok(()), sync_dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a folder and everything in it (a missing one is fine). Cleanup: not synced.
+    pub(super) fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.forget(path);
+        match fs::remove_dir_all(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a folder and its missing parents. When durable, every folder on the way is
+    /// made durable in its parent (new ones, and fresh ones a volatile write left); when not,
+    /// new folders are listed as fresh (before they exist, so a durable writer never sees one
+    /// it does not know to sync).
+    fn create_dirs(&self, dir: &Path, sync: Sync) -> io::Result<()> {
+        if dir.is_dir() {
+            if sync == Sync::Durable && self.is_fresh(dir) {
+                self.settle(dir)?;
+            }
+            return Ok(());
+        }
+        let up = parent(dir)?;
+        self.create_dirs(up, sync)?;
+        if sync == Sync::Skip {
+            self.mark(dir);
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        match sync {
+            Sync::Durable => sync_dir(up),
+            Sync::Skip => Ok(()),
+        }
+    }
+
+    /// Makes an existing folder's entry durable, with its parents'.
+    fn settle(&self, dir: &Path) -> io::Result<()> {
+        let up = parent(dir)?;
+        self.create_dirs(up, Sync::Durable)?;
+        sync_dir(up)?;
+        self.settled(dir);
+        Ok(())
+    }
+
+    /// Opens a staging file positioned at `offset`, dropping anything stored past it. When the
+    /// append must be durable, the file's folder entry is synced if it is new or fresh.
+    pub(super) fn open_for_append(&self, path: &Path, offset: u64, sync: Sync) -> io::Result<File> {
+        let dir = parent(path)?;
+        let created = !path.exists();
+        self.create_dirs(dir, sync)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        match sync {
+            Sync::Durable if created || self.is_fresh(path) => {
+                sync_dir(dir)?;
+                self.settled(path);
+            }
+            Sync::Skip if created => self.mark(path),
+            _ => {}
+        }
+        let len = file.metadata()?.len();
+        if len < offset {
+            return Err(io::Error::other(format!(
+                "staging file holds {len} bytes but the upload expects {offset}"
+            )));
+        }
+        if len > offset {
+            file.set_len(offset)?;
+        }
+        file.seek(io::SeekFrom::Start(offset))?;
+        Ok(file)
     }
 }
 
@@ -73,70 +214,8 @@ fn parent(path: &Path) -> io::Result<&Path> {
         .ok_or_else(|| io::Error::other("key has no parent folder"))
 }
 
-/// Removes a file (a missing one is fine) and syncs its folder.
-pub(super) fn remove_file(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => path.parent().map_or(Ok(()), sync_dir),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes a folder and everything in it (a missing one is fine). Cleanup: not synced.
-pub(super) fn remove_dir(path: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// Creates a folder and its missing parents, syncing each parent so the new entries last.
-fn create_dirs(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let parent = dir
-        .parent()
-        .ok_or_else(|| io::Error::other("no parent folder"))?;
-    create_dirs(parent)?;
-    match fs::create_dir(dir) {
-        Ok(()) => sync_dir(parent),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-/// Opens a staging file positioned at `offset`, dropping anything stored past it. A new
-/// file's folder entry is synced when the append must be durable.
-pub(super) fn open_for_append(path: &Path, offset: u64, sync: Sync) -> io::Result<File> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("key has no parent folder"))?;
-    let created = !path.exists();
-    create_dirs(dir)?;
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)?;
-    if created && sync == Sync::Durable {
-        sync_dir(dir)?;
-    }
-    let len = file.metadata()?.len();
-    if len < offset {
-        return Err(io::Error::other(format!(
-            "staging file holds {len} bytes but the upload expects {offset}"
-        )));
-    }
-    if len > offset {
-        file.set_len(offset)?;
-    }
-    file.seek(io::SeekFrom::Start(offset))?;
-    Ok(file)
 }
 
 /// A file being written by a blocking thread while the next chunk is received, and synced in
@@ -258,4 +337,74 @@ pub(super) async fn stream_into(
     }
     writer.finish(batch).await.map_err(|e| Error::io(key, e))?;
     Ok(length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh(entries: &Entries, root: &Path) -> Vec<String> {
+        let mut paths: Vec<String> = entries
+            .fresh()
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn a_durable_write_settles_the_fresh_entries_it_lands_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, entries) = (dir.path(), Entries::default());
+        let state = root.join("r/u/s/state");
+        entries
+            .replace_file(&root.join("t1"), &state, b"{}", Sync::Skip)
+            .unwrap();
+        entries
+            .open_for_append(&root.join("r/u/s/data"), 0, Sync::Skip)
+            .unwrap();
+        let all = ["r", "r/u", "r/u/s", "r/u/s/data", "r/u/s/state"];
+        assert_eq!(fresh(&entries, root), all);
+        entries
+            .open_for_append(&root.join("r/u/s/data"), 0, Sync::Durable)
+            .unwrap();
+        assert_eq!(fresh(&entries, root), ["r/u/s/state"]);
+        entries
+            .replace_file(&root.join("t2"), &state, b"{}", Sync::Durable)
+            .unwrap();
+        assert!(fresh(&entries, root).is_empty());
+    }
+
+    #[test]
+    fn a_durable_write_beside_fresh_folders_settles_only_its_own_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, entries) = (dir.path(), Entries::default());
+        entries
+            .replace_file(
+                &root.join("t1"),
+                &root.join("r/u/s/state"),
+                b"{}",
+                Sync::Skip,
+            )
+            .unwrap();
+        entries.create_empty(&root.join("r/b/link")).unwrap();
+        assert_eq!(fresh(&entries, root), ["r/u", "r/u/s", "r/u/s/state"]);
+    }
+
+    #[test]
+    fn removed_and_promoted_entries_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, entries) = (dir.path(), Entries::default());
+        for session in ["s", "t"] {
+            let data = root.join(format!("r/u/{session}/data"));
+            entries.open_for_append(&data, 0, Sync::Skip).unwrap();
+        }
+        entries.remove_dir(&root.join("r/u/s")).unwrap();
+        assert_eq!(fresh(&entries, root), ["r", "r/u", "r/u/t", "r/u/t/data"]);
+        entries
+            .promote(&root.join("r/u/t/data"), &root.join("blobs/x"))
+            .unwrap();
+        assert_eq!(fresh(&entries, root), ["r", "r/u", "r/u/t"]);
+    }
 }
