@@ -129,6 +129,9 @@ echo "openssl dgst -sha256:                 $SHA_MIBS MiB/s"
 echo "dd bs=1M conv=fsync (durable writes): $DD_MIBS MiB/s   ($DD_LINE)"
 echo "cat FILE > /dev/null (page cache):    $CAT_MIBS MiB/s"
 echo
+# The random file and dd's blocks must not still be flushing (or being discarded) while run 1
+# times its fsyncs.
+sync
 
 start_marina() {
     local dir=$1 port=$2
@@ -186,6 +189,9 @@ for run in $(seq "$RUNS"); do
     printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$marina_idle" "$(status_kib "$MARINA_PID" VmHWM)" \
         "$dist_idle" "$(status_kib "$DIST_PID" VmHWM)" >>"$OUT/memory.tsv"
     stop_servers
+    # Distribution writes without fsync: its gigabytes are flushed here, not during the next
+    # run's timed workloads. (Within a run, both servers share the disk as they would in use.)
+    sync
     echo
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); the runs took $(($(date +%s) - STARTED)) s"
