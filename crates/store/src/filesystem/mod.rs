@@ -2,6 +2,7 @@
 //! file, fsync, rename and directory fsync, so a returned write survives a crash.
 
 mod cache;
+mod folder_sync;
 mod listing;
 mod write;
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
+use super::folder_sync::FolderSyncs;
 use crate::{Error, InputStream, Key, Result};
 
 /// Bytes gathered from the input before one (vectored) write call.
@@ -38,6 +39,7 @@ pub(super) enum Sync {
 #[derive(Debug, Default)]
 pub(super) struct Entries {
     fresh: Mutex<HashSet<PathBuf>>,
+    syncs: FolderSyncs,
 }
 
 impl Entries {
@@ -90,7 +92,7 @@ impl Entries {
             .truncate(true)
             .write(true)
             .open(path)?;
-        sync_dir(dir)?;
+        self.syncs.sync(dir)?;
         self.settled(path);
         Ok(())
     }
@@ -110,7 +112,7 @@ impl Entries {
         fs::rename(from, to)?;
         match sync {
             Sync::Durable => {
-                sync_dir(dir)?;
+                self.syncs.sync(dir)?;
                 self.settled(to);
                 Ok(())
             }
@@ -125,7 +127,7 @@ impl Entries {
     pub(super) fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.forget(path);
         match fs::remove_file(path) {
-            Ok(()) => path.parent().map_or(Ok(()), sync_dir),
+            Ok(()) => path.parent().map_or(Ok(()), |dir| self.syncs.sync(dir)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
@@ -162,7 +164,7 @@ impl Entries {
             Err(e) => return Err(e),
         }
         match sync {
-            Sync::Durable => sync_dir(up),
+            Sync::Durable => self.syncs.sync(up),
             Sync::Skip => Ok(()),
         }
     }
@@ -171,7 +173,7 @@ impl Entries {
     fn settle(&self, dir: &Path) -> io::Result<()> {
         let up = parent(dir)?;
         self.create_dirs(up, Sync::Durable)?;
-        sync_dir(up)?;
+        self.syncs.sync(up)?;
         self.settled(dir);
         Ok(())
     }
@@ -189,7 +191,7 @@ impl Entries {
             .open(path)?;
         match sync {
             Sync::Durable if created || self.is_fresh(path) => {
-                sync_dir(dir)?;
+                self.syncs.sync(dir)?;
                 self.settled(path);
             }
             Sync::Skip if created => self.mark(path),
@@ -212,10 +214,6 @@ impl Entries {
 fn parent(path: &Path) -> io::Result<&Path> {
     path.parent()
         .ok_or_else(|| io::Error::other("key has no parent folder"))
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// A file being written by a blocking thread while the next chunk is received, and synced in
