@@ -6,7 +6,8 @@
 //! each it queues, on its connection, the file range those bytes stand for. The connection
 //! knows stand-in slices by their address and sends the queued file range in their place.
 //! HTTP/1 writes bodies one after another in the order their chunks were yielded, so the queue
-//! and the bytes on the wire agree. HTTP/2 frames and copies data: it never takes this path.
+//! and the bytes on the wire agree. HTTP/2 interleaves streams on one connection, so it never
+//! takes this path (marina serves HTTP/1 only, and the handler checks the request's version).
 //! A stand-in slice with nothing queued for it fails the connection; it is never sent as is.
 
 use std::collections::VecDeque;

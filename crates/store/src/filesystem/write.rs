@@ -87,6 +87,7 @@ impl Entries {
     pub(super) fn create_empty(&self, path: &Path) -> io::Result<()> {
         let dir = parent(path)?;
         self.create_dirs(dir, Sync::Durable)?;
+        self.mark(path);
         OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -109,43 +110,46 @@ impl Entries {
     fn rename(&self, from: &Path, to: &Path, sync: Sync) -> io::Result<()> {
         let dir = parent(to)?;
         self.create_dirs(dir, sync)?;
+        self.mark(to);
         fs::rename(from, to)?;
-        match sync {
-            Sync::Durable => {
-                self.syncs.sync(dir)?;
-                self.settled(to);
-                Ok(())
-            }
-            Sync::Skip => {
-                self.mark(to);
-                Ok(())
-            }
+        if sync == Sync::Durable {
+            self.syncs.sync(dir)?;
+            self.settled(to);
         }
+        Ok(())
     }
 
     /// Removes a file (a missing one is fine) and syncs its folder.
     pub(super) fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.forget(path);
         match fs::remove_file(path) {
-            Ok(()) => path.parent().map_or(Ok(()), |dir| self.syncs.sync(dir)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Ok(()) => {
+                self.forget(path);
+                path.parent().map_or(Ok(()), |dir| self.syncs.sync(dir))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(path);
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
 
     /// Removes a folder and everything in it (a missing one is fine). Cleanup: not synced.
     pub(super) fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.forget(path);
         match fs::remove_dir_all(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            _ => {
+                self.forget(path);
+                Ok(())
+            }
         }
     }
 
     /// Creates a folder and its missing parents. When durable, every folder on the way is
-    /// made durable in its parent (new ones, and fresh ones a volatile write left); when not,
-    /// new folders are listed as fresh (before they exist, so a durable writer never sees one
-    /// it does not know to sync).
+    /// made durable in its parent (new ones, and fresh ones a volatile write left).
+    ///
+    /// Every new entry is listed as fresh before it exists and unlisted only once its folder
+    /// is synced, so a writer that finds an entry unlisted can rely on it being durable.
     fn create_dirs(&self, dir: &Path, sync: Sync) -> io::Result<()> {
         if dir.is_dir() {
             if sync == Sync::Durable && self.is_fresh(dir) {
@@ -155,18 +159,17 @@ impl Entries {
         }
         let up = parent(dir)?;
         self.create_dirs(up, sync)?;
-        if sync == Sync::Skip {
-            self.mark(dir);
-        }
+        self.mark(dir);
         match fs::create_dir(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        match sync {
-            Sync::Durable => self.syncs.sync(up),
-            Sync::Skip => Ok(()),
+        if sync == Sync::Durable {
+            self.syncs.sync(up)?;
+            self.settled(dir);
         }
+        Ok(())
     }
 
     /// Makes an existing folder's entry durable, with its parents'.
@@ -180,22 +183,25 @@ impl Entries {
 
     /// Opens a staging file positioned at `offset`, dropping anything stored past it. When the
     /// append must be durable, the file's folder entry is synced if it is new or fresh.
+    ///
+    /// The open file holds an exclusive lock until every handle to it is closed. A request cut
+    /// off mid-body may leave a write of its own still landing on a blocking thread; the next
+    /// append waits for it here, so it cannot land after this one truncates.
     pub(super) fn open_for_append(&self, path: &Path, offset: u64, sync: Sync) -> io::Result<File> {
         let dir = parent(path)?;
-        let created = !path.exists();
         self.create_dirs(dir, sync)?;
+        if !path.exists() {
+            self.mark(path);
+        }
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)?;
-        match sync {
-            Sync::Durable if created || self.is_fresh(path) => {
-                self.syncs.sync(dir)?;
-                self.settled(path);
-            }
-            Sync::Skip if created => self.mark(path),
-            _ => {}
+        file.lock()?;
+        if sync == Sync::Durable && self.is_fresh(path) {
+            self.syncs.sync(dir)?;
+            self.settled(path);
         }
         let len = file.metadata()?.len();
         if len < offset {
@@ -404,5 +410,26 @@ mod tests {
             .promote(&root.join("r/u/t/data"), &root.join("blobs/x"))
             .unwrap();
         assert_eq!(fresh(&entries, root), ["r", "r/u", "r/u/t"]);
+    }
+
+    #[test]
+    fn an_append_waits_for_an_earlier_writer_of_the_same_file_to_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, entries) = (dir.path().join("u/data"), Entries::default());
+        let earlier = entries.open_for_append(&data, 0, Sync::Skip).unwrap();
+        let released = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                entries.open_for_append(&data, 0, Sync::Durable).unwrap();
+                released.load(std::sync::atomic::Ordering::SeqCst)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            released.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(earlier);
+            assert!(
+                waiter.join().unwrap(),
+                "the second append opened while the first held it"
+            );
+        });
     }
 }
