@@ -93,6 +93,12 @@ impl Server {
         self.request(Method::GET, path).send().await.expect("GET")
     }
 
+    /// `GET path` with a `Range` header.
+    pub async fn get_range(&self, path: &str, range: &str) -> Response {
+        let request = self.request(Method::GET, path).header("Range", range);
+        request.send().await.expect("GET with Range")
+    }
+
     pub async fn head(&self, path: &str) -> Response {
         self.request(Method::HEAD, path).send().await.expect("HEAD")
     }

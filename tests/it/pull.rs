@@ -151,12 +151,7 @@ async fn blob_ranges_give_206_or_416() {
         ("bytes=2000-5000", 2000..2048),
     ];
     for (range, expected) in cases {
-        let response = s
-            .request(Method::GET, &path)
-            .header("Range", range)
-            .send()
-            .await
-            .unwrap();
+        let response = s.get_range(&path, range).await;
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
         let content_range = format!("bytes {}-{}/2048", expected.start, expected.end - 1);
         assert_eq!(header(&response, "Content-Range"), content_range, "{range}");
@@ -172,12 +167,7 @@ async fn blob_ranges_give_206_or_416() {
         );
     }
     for range in ["bytes=500-0", "bytes=5000-10000", "bytes=-0"] {
-        let response = s
-            .request(Method::GET, &path)
-            .header("Range", range)
-            .send()
-            .await
-            .unwrap();
+        let response = s.get_range(&path, range).await;
         assert_eq!(
             header(&response, "Content-Range"),
             "bytes */2048",
@@ -226,12 +216,7 @@ async fn large_blobs_are_sent_whole_and_in_ranges() {
         ("bytes=4194304-4194304", 4_194_304..4_194_305),
     ];
     for (range, expected) in ranges {
-        let response = s
-            .request(Method::GET, &path)
-            .header("Range", range)
-            .send()
-            .await
-            .unwrap();
+        let response = s.get_range(&path, range).await;
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
         let body = response.bytes().await.unwrap();
         assert!(body == data[expected], "{range}: bytes differ");
