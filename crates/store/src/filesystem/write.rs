@@ -18,7 +18,7 @@ use crate::{Error, InputStream, Key, Result};
 /// Bytes gathered from the input before one (vectored) write call.
 const WRITE_CHUNK: usize = 1024 * 1024;
 /// Bytes written between background syncs, so the disk works while bytes still arrive.
-const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+const WRITEBACK_EVERY: u64 = 2 * 1024 * 1024;
 
 /// Whether a write must survive a crash once it returns.
 #[derive(Clone, Copy, PartialEq, Eq)]
