@@ -92,8 +92,9 @@ impl FileStore {
         sync: write::Sync,
     ) -> Result<u64> {
         let path = self.path(key);
-        let entries = Arc::clone(&self.entries);
-        let file = blocking(key, move || entries.open_for_append(&path, offset, sync)).await?;
+        let file = self
+            .entries(key, move |e| e.open_for_append(&path, offset, sync))
+            .await?;
         let length = write::stream_into(file, offset, input, key, sync).await?;
         self.record(key, true).await;
         Ok(length)
@@ -107,6 +108,26 @@ impl FileStore {
             self.listings.removed(key).await;
         }
         self.cache.wrote(key.as_str());
+    }
+
+    /// Runs file work that creates or removes entries off the async workers, with the record
+    /// of which entries are not durable yet.
+    async fn entries<T: Send + 'static>(
+        &self,
+        key: &Key,
+        work: impl FnOnce(&Entries) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let entries = Arc::clone(&self.entries);
+        blocking(key, move || work(&entries)).await
+    }
+
+    /// Writes `value` through a temp file renamed over the key: atomic, durable when asked.
+    async fn replace(&self, key: &Key, value: Bytes, sync: write::Sync) -> Result<()> {
+        let (tmp, path) = (self.temp_path(), self.path(key));
+        self.entries(key, move |e| e.replace_file(&tmp, &path, &value, sync))
+            .await?;
+        self.record(key, true).await;
+        Ok(())
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -209,46 +230,30 @@ impl Store for FileStore {
     }
 
     async fn put(&self, key: &Key, value: Bytes) -> Result<()> {
-        let path = self.path(key);
         if value.is_empty() {
             // An empty file appears whole or not at all: no temp file or data sync needed.
-            let entries = Arc::clone(&self.entries);
-            blocking(key, move || entries.create_empty(&path)).await?;
-        } else {
-            let tmp = self.temp_path();
-            let entries = Arc::clone(&self.entries);
-            blocking(key, move || {
-                entries.replace_file(&tmp, &path, &value, write::Sync::Durable)
-            })
-            .await?;
+            let path = self.path(key);
+            self.entries(key, move |e| e.create_empty(&path)).await?;
+            self.record(key, true).await;
+            return Ok(());
         }
-        self.record(key, true).await;
-        Ok(())
+        self.replace(key, value, write::Sync::Durable).await
     }
 
     async fn put_volatile(&self, key: &Key, value: Bytes) -> Result<()> {
-        let (tmp, path) = (self.temp_path(), self.path(key));
-        let entries = Arc::clone(&self.entries);
-        blocking(key, move || {
-            entries.replace_file(&tmp, &path, &value, write::Sync::Skip)
-        })
-        .await?;
-        self.record(key, true).await;
-        Ok(())
+        self.replace(key, value, write::Sync::Skip).await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
         let path = self.path(key);
-        let entries = Arc::clone(&self.entries);
-        blocking(key, move || entries.remove_file(&path)).await?;
+        self.entries(key, move |e| e.remove_file(&path)).await?;
         self.record(key, false).await;
         Ok(())
     }
 
     async fn delete_prefix(&self, prefix: &Key) -> Result<()> {
         let path = self.path(prefix);
-        let entries = Arc::clone(&self.entries);
-        blocking(prefix, move || entries.remove_dir(&path)).await?;
+        self.entries(prefix, move |e| e.remove_dir(&path)).await?;
         self.listings.removed_prefix(prefix).await;
         self.cache.removed_prefix(prefix.as_str());
         Ok(())
@@ -276,8 +281,7 @@ impl Store for FileStore {
 
     async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
         let (from, dest) = (self.path(staged), self.path(to));
-        let entries = Arc::clone(&self.entries);
-        blocking(to, move || entries.promote(&from, &dest)).await?;
+        self.entries(to, move |e| e.promote(&from, &dest)).await?;
         self.record(staged, false).await;
         self.record(to, true).await;
         Ok(())
