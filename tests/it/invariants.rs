@@ -1,6 +1,7 @@
 //! The invariants: nothing partial is visible, names cannot reach outside the store,
-//! repositories are isolated, a crash loses only what was not acknowledged, faults and panics
-//! are contained, and configuration errors are clear.
+//! repositories are isolated, a crash loses only what was not acknowledged (and voids, never
+//! commits, an upload it may have cut), faults and panics are contained, and configuration
+//! errors are clear.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -194,6 +195,104 @@ async fn a_crash_loses_only_what_was_not_acknowledged() {
         content.len(),
         1,
         "only the acknowledged blob is content: {content:?}"
+    );
+}
+
+/// Starts a session in `repo` and sends `chunk` as its first PATCH; returns the session URL.
+async fn session_with_a_chunk(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    chunk: &[u8],
+) -> String {
+    let started = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let url = format!("{base}{}", header(&started, "Location"));
+    let patched = http
+        .patch(&url)
+        .header("Content-Range", format!("0-{}", chunk.len() - 1))
+        .body(chunk.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::ACCEPTED);
+    url
+}
+
+/// The state file of the only upload session in `repo`.
+fn session_state(storage: &std::path::Path, repo: &str) -> std::path::PathBuf {
+    let states: Vec<_> = files_under(&storage.join("repos").join(repo))
+        .into_iter()
+        .filter(|p| p.ends_with("state"))
+        .collect();
+    assert_eq!(states.len(), 1, "one session in {repo}: {states:?}");
+    states[0].clone()
+}
+
+#[tokio::test]
+async fn chunks_outlive_a_killed_process_and_a_machine_crash_voids_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let blob = noise(300_000, 7);
+    let (first, rest) = blob.split_at(100_000);
+    let (kept, voided) = {
+        let marina = Process::start(dir.path(), &[]).await;
+        let kept = session_with_a_chunk(&http, &marina.base, "kept", first).await;
+        let voided = session_with_a_chunk(&http, &marina.base, "voided", first).await;
+        marina.signal("KILL");
+        (kept, voided)
+    };
+    // A new boot id stands for a machine that went down: unsynced bytes may be gone.
+    let state = session_state(dir.path(), "voided");
+    let saved = std::fs::read_to_string(&state).unwrap();
+    let rebooted = saved.replace("\"epoch\":\"", "\"epoch\":\"an-earlier-boot-");
+    assert_ne!(saved, rebooted, "the state records the epoch: {saved}");
+    std::fs::write(&state, rebooted).unwrap();
+
+    let marina = Process::start(dir.path(), &[]).await;
+    let move_to = |url: &str| url.replacen(url.split("/v2/").next().unwrap(), &marina.base, 1);
+    let (kept, voided) = (move_to(&kept), move_to(&voided));
+    let status = http.get(&kept).send().await.unwrap();
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&status, "Range"), "0-99999");
+    let digest = sha256(&blob);
+    let finished = http
+        .put(format!("{kept}?digest={digest}"))
+        .header("Content-Range", format!("100000-{}", blob.len() - 1))
+        .body(rest.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finished.status(), StatusCode::CREATED);
+    let stored = http
+        .get(format!("{}/v2/kept/blobs/{digest}", marina.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.bytes().await.unwrap(), blob);
+
+    assert_error(
+        http.get(&voided).send().await.unwrap(),
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
+    let resumed = http
+        .patch(&voided)
+        .header("Content-Range", format!("100000-{}", blob.len() - 1))
+        .body(rest.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_error(resumed, 404, "BLOB_UPLOAD_UNKNOWN").await;
+    assert!(
+        !state.exists(),
+        "the voided session's files are gone: {:?}",
+        files_under(&dir.path().join("repos/voided"))
     );
 }
 

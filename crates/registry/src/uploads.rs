@@ -1,6 +1,12 @@
 //! Upload sessions: start, append chunks, report progress, finish with a digest, cancel, purge.
 //! The session's offset and resumable hash state live in the store, so any replica can continue
 //! an upload another began.
+//!
+//! Sessions are written with the store's volatile writes: on the filesystem, a chunk is not
+//! fsynced before its 202, only the finished blob before its 201. A chunk outlives the process;
+//! a crash of the machine voids the unfinished sessions it may have cut (the store's epoch
+//! changes), and they answer 404 so the client starts the blob over. None is ever committed
+//! with bytes missing.
 
 use std::fmt;
 use std::str::FromStr;
@@ -81,6 +87,9 @@ struct SessionState {
     hash: String,
     /// Unix seconds of the last change, for expiry.
     touched: u64,
+    /// The store's volatile epoch when this was written: the session is void once it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epoch: Option<String>,
 }
 
 fn now_secs() -> u64 {
@@ -161,7 +170,7 @@ impl Registry {
         let _turn = self.sessions.lock(id.as_ref()).await;
         let mut session = self.load_session(repo, id).await?;
         check_start(&session, start)?;
-        self.receive(&mut session, body, Acknowledged::Now).await?;
+        self.receive(&mut session, body).await?;
         self.save_session(&session).await?;
         Ok(session.status())
     }
@@ -183,8 +192,7 @@ impl Registry {
         let mut session = self.load_session(repo, id).await?;
         if let Some(body) = body {
             check_start(&session, start)?;
-            self.receive(&mut session, body, Acknowledged::WhenCommitted)
-                .await?;
+            self.receive(&mut session, body).await?;
         }
         let actual = self.final_digest(&session, digest.algorithm()).await?;
         if actual != *digest {
@@ -278,18 +286,11 @@ impl Registry {
     }
 
     /// Streams `body` into the session's data, hashing as it goes; updates offset and hasher.
-    async fn receive(
-        &self,
-        session: &mut Session,
-        body: InputStream,
-        ack: Acknowledged,
-    ) -> Result<()> {
+    /// The bytes become durable when the blob is committed.
+    async fn receive(&self, session: &mut Session, body: InputStream) -> Result<()> {
         let (hashed, hasher) = crate::hashing::hash_on_the_way(body, session.hasher.clone());
         let (key, offset) = (session.data_key(), session.offset);
-        session.offset = match ack {
-            Acknowledged::Now => self.store.append(&key, offset, hashed).await?,
-            Acknowledged::WhenCommitted => self.store.append_volatile(&key, offset, hashed).await?,
-        };
+        session.offset = self.store.append(&key, offset, hashed).await?;
         session.hasher = hasher
             .await
             .map_err(|e| Error::BodyIncomplete(format!("hashing stopped: {e}")))?;
@@ -321,21 +322,17 @@ impl Registry {
             offset: session.offset,
             hash: hex::encode(session.hasher.save()),
             touched: now_secs(),
+            epoch: self.store.volatile_epoch().map(str::to_owned),
         };
         let bytes = serde_json::to_vec(&state)
             .expect("session state serializes")
             .into();
-        // A fresh session holds nothing acknowledged: losing it in a crash only means the
-        // client starts over. Once chunks are acknowledged (202), their state must last.
-        if session.offset == 0 {
-            self.store.put_volatile(&session.state_key(), bytes).await?;
-        } else {
-            self.store.put(&session.state_key(), bytes).await?;
-        }
+        self.store.put_volatile(&session.state_key(), bytes).await?;
         Ok(())
     }
 
-    /// Loads a session; an expired one is deleted and reported unknown.
+    /// Loads a session; an expired one, or one the machine may have lost bytes of since, is
+    /// deleted and reported unknown.
     async fn load_session(&self, repo: &RepoName, id: &UploadId) -> Result<Session> {
         let unknown = || Error::UploadUnknown(id.to_string());
         let raw = match self.store.get(&keys::upload_state(repo, id)).await {
@@ -344,7 +341,8 @@ impl Registry {
         };
         let state: SessionState = serde_json::from_slice(&raw).map_err(|_| unknown())?;
         let idle = Duration::from_secs(now_secs().saturating_sub(state.touched));
-        if idle > self.config.upload_expiry {
+        let lost = state.epoch.is_some() && state.epoch.as_deref() != self.store.volatile_epoch();
+        if idle > self.config.upload_expiry || lost {
             self.store.delete_prefix(&keys::upload(repo, id)).await?;
             return Err(unknown());
         }
@@ -364,15 +362,6 @@ impl AsRef<str> for UploadId {
     fn as_ref(&self) -> &str {
         &self.0
     }
-}
-
-/// When received bytes are acknowledged to the client, which decides when they must be durable.
-#[derive(Clone, Copy)]
-enum Acknowledged {
-    /// A chunk answered 202: durable before the answer.
-    Now,
-    /// The last bytes of an upload: committed (and made durable) before the 201, or dropped.
-    WhenCommitted,
 }
 
 fn check_start(session: &Session, start: Option<u64>) -> Result<()> {

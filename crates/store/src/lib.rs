@@ -29,7 +29,9 @@ pub type InputStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>
 /// An object store: whole objects under keys, plus append-only staging objects for uploads.
 ///
 /// Every write is atomic and durable when it returns: a reader sees the old object or the new
-/// one, never part of one, and a write that returned survives a crash.
+/// one, never part of one, and a write that returned survives a crash. Volatile writes
+/// ([`Store::put_volatile`], [`Store::append`]) are atomic too, and survive a crash of the
+/// process but not always one of the machine.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Reads a whole object. Meant for small objects (manifests, links, session state).
@@ -50,9 +52,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a whole object, replacing any object under that key.
     async fn put(&self, key: &Key, value: Bytes) -> Result<()>;
 
-    /// Like [`Store::put`], atomic too, but it need not survive a crash: for state whose loss
-    /// only means a client starts over (a fresh upload session). Backends whose writes are
-    /// always durable keep the default.
+    /// Like [`Store::put`], atomic too, but it need not survive a crash of the machine, only
+    /// one of the process (see [`Store::volatile_epoch`]): for state whose loss only means a
+    /// client starts over (an unfinished upload). Backends whose writes are always durable
+    /// keep the default.
     async fn put_volatile(&self, key: &Key, value: Bytes) -> Result<()> {
         self.put(key, value).await
     }
@@ -76,17 +79,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Writes `input` into the staging object `key` from byte `offset` on, discarding anything
     /// stored past `offset` before. `offset` is 0 or a length an earlier `append` returned
     /// (backends may keep appends as separate parts). Returns the new length once the bytes
-    /// are durable. If it fails, the bytes up to `offset` are untouched. A staging object is
-    /// measured with [`Store::size`] and read with [`Store::read`].
+    /// are stored, volatile: they survive a crash of the process, and one of the machine once
+    /// [`Store::promote`] made them durable. If it fails, the bytes up to `offset` are
+    /// untouched. A staging object is measured with [`Store::size`] and read with
+    /// [`Store::read`].
     async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64>;
 
-    /// Like [`Store::append`], for bytes that will be promoted (or dropped) before anything
-    /// acknowledges them: they need not be durable until [`Store::promote`] makes them so.
-    async fn append_volatile(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
-        self.append(key, offset, input).await
+    /// Names the span in which volatile writes stay readable: it changes whenever they may
+    /// have been lost. State built on volatile writes records it, and is void once it differs.
+    /// `None`, the default, means volatile writes are as durable as any other.
+    fn volatile_epoch(&self) -> Option<&str> {
+        None
     }
 
     /// Makes the staging object `staged` readable as the immutable object `to`, atomically and
-    /// durably (bytes from [`Store::append_volatile`] included), and removes it from staging.
+    /// durably, and removes it from staging.
     async fn promote(&self, staged: &Key, to: &Key) -> Result<()>;
 }

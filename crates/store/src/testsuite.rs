@@ -248,11 +248,10 @@ async fn promote_moves_staged_bytes(store: &dyn Store) {
         .append(&staged, 0, input(&[b"con"]))
         .await
         .expect("append");
-    // The last bytes of an upload are appended volatile; promote makes them durable.
     store
-        .append_volatile(&staged, 3, input(&[b"tent"]))
+        .append(&staged, 3, input(&[b"tent"]))
         .await
-        .expect("append_volatile");
+        .expect("append");
     let dest = key("final/sha/ab/content");
     store.promote(&staged, &dest).await.expect("promote");
     assert_eq!(store.get(&dest).await.expect("get"), &b"content"[..]);

@@ -32,6 +32,7 @@ pub struct FileStore {
     listings: Listings,
     cache: SmallObjects,
     entries: Arc<Entries>,
+    boot_id: String,
     _lock: Arc<std::fs::File>,
 }
 
@@ -65,6 +66,7 @@ impl FileStore {
             listings: Listings::default(),
             cache: SmallObjects::default(),
             entries: Arc::default(),
+            boot_id: boot_id(),
             _lock: Arc::new(lock),
         })
     }
@@ -82,22 +84,6 @@ impl FileStore {
             self.cache.fill(key.as_str(), bytes.clone(), generation);
         }
         Ok(opened)
-    }
-
-    async fn write_staged(
-        &self,
-        key: &Key,
-        offset: u64,
-        input: InputStream,
-        sync: write::Sync,
-    ) -> Result<u64> {
-        let path = self.path(key);
-        let file = self
-            .entries(key, move |e| e.open_for_append(&path, offset, sync))
-            .await?;
-        let length = write::stream_into(file, offset, input, key, sync).await?;
-        self.record(key, true).await;
-        Ok(length)
     }
 
     /// After a write: the key now exists or not, for the listings and the cache.
@@ -160,6 +146,21 @@ fn open_for_read(path: &std::path::Path) -> std::io::Result<Opened> {
 }
 
 /// Temp files left by a crash are garbage: nothing points at them.
+/// The machine's boot id. Bytes written without a sync outlive the process that wrote them (the
+/// kernel holds them) and are lost only when the machine goes down, which changes this id. Where
+/// it cannot be read, every process counts as a new span.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map_or_else(
+        |_| {
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            format!("process-{}-{}", std::process::id(), started.as_nanos())
+        },
+        |id| id.trim().to_owned(),
+    )
+}
+
 fn clear_temp_files(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -270,13 +271,17 @@ impl Store for FileStore {
     }
 
     async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
-        self.write_staged(key, offset, input, write::Sync::Durable)
-            .await
+        let path = self.path(key);
+        let file = self
+            .entries(key, move |e| e.open_for_append(&path, offset))
+            .await?;
+        let length = write::stream_into(file, offset, input, key).await?;
+        self.record(key, true).await;
+        Ok(length)
     }
 
-    async fn append_volatile(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
-        self.write_staged(key, offset, input, write::Sync::Skip)
-            .await
+    fn volatile_epoch(&self) -> Option<&str> {
+        Some(&self.boot_id)
     }
 
     async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {

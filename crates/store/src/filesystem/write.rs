@@ -1,6 +1,6 @@
-//! Durable file writes: temp file + fsync + rename + directory fsync, and streamed appends that
-//! overlap receiving with writing and sync in the background as they go, so the final fsync
-//! is short.
+//! File writes: whole objects through temp file + fsync + rename + folder fsync, and streamed
+//! appends that overlap receiving with writing and sync in the background as they go, so the
+//! fsync that promotes them is short.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -181,15 +181,15 @@ impl Entries {
         Ok(())
     }
 
-    /// Opens a staging file positioned at `offset`, dropping anything stored past it. When the
-    /// append must be durable, the file's folder entry is synced if it is new or fresh.
+    /// Opens a staging file positioned at `offset`, dropping anything stored past it. Appends
+    /// are volatile: neither the file nor its folder entry is synced here; promoting the file
+    /// syncs what the blob needs.
     ///
     /// The open file holds an exclusive lock until every handle to it is closed. A request cut
     /// off mid-body may leave a write of its own still landing on a blocking thread; the next
     /// append waits for it here, so it cannot land after this one truncates.
-    pub(super) fn open_for_append(&self, path: &Path, offset: u64, sync: Sync) -> io::Result<File> {
-        let dir = parent(path)?;
-        self.create_dirs(dir, sync)?;
+    pub(super) fn open_for_append(&self, path: &Path, offset: u64) -> io::Result<File> {
+        self.create_dirs(parent(path)?, Sync::Skip)?;
         if !path.exists() {
             self.mark(path);
         }
@@ -199,10 +199,6 @@ impl Entries {
             .write(true)
             .open(path)?;
         file.lock()?;
-        if sync == Sync::Durable && self.is_fresh(path) {
-            self.syncs.sync(dir)?;
-            self.settled(path);
-        }
         let len = file.metadata()?.len();
         if len < offset {
             return Err(io::Error::other(format!(
@@ -225,7 +221,6 @@ fn parent(path: &Path) -> io::Result<&Path> {
 /// A file being written by a blocking thread while the next chunk is received, and synced in
 /// the background as it grows.
 struct Writer {
-    sync: Sync,
     file: Option<File>,
     pending: Option<JoinHandle<io::Result<File>>>,
     /// Bytes written since the last background sync began.
@@ -273,23 +268,16 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes what is left, syncs the file when durable, and returns.
+    /// Writes what is left and returns once the last background sync is done too: a failed
+    /// sync must reach this caller, since a later fsync on another handle may not report it.
     async fn finish(mut self, rest: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
         if let Some(task) = self.syncing.take() {
             task.await.map_err(io::Error::other)??;
         }
-        let sync = self.sync;
-        tokio::task::spawn_blocking(move || {
-            write_all_vectored(&mut file, &rest)?;
-            if sync == Sync::Durable {
-                file.sync_data()
-            } else {
-                Ok(())
-            }
-        })
-        .await
-        .map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || write_all_vectored(&mut file, &rest))
+            .await
+            .map_err(io::Error::other)?
     }
 }
 
@@ -308,17 +296,14 @@ fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
     Ok(())
 }
 
-/// Streams `input` into `file` (positioned at `offset`), durably when asked. Returns the new
-/// length.
+/// Streams `input` into `file` (positioned at `offset`), volatile. Returns the new length.
 pub(super) async fn stream_into(
     file: File,
     offset: u64,
     mut input: InputStream,
     key: &Key,
-    sync: Sync,
 ) -> Result<u64> {
     let mut writer = Writer {
-        sync,
         file: Some(file),
         pending: None,
         unsynced: 0,
@@ -366,16 +351,16 @@ mod tests {
             .replace_file(&root.join("t1"), &state, b"{}", Sync::Skip)
             .unwrap();
         entries
-            .open_for_append(&root.join("r/u/s/data"), 0, Sync::Skip)
+            .open_for_append(&root.join("r/u/s/data"), 0)
             .unwrap();
         let all = ["r", "r/u", "r/u/s", "r/u/s/data", "r/u/s/state"];
         assert_eq!(fresh(&entries, root), all);
         entries
-            .open_for_append(&root.join("r/u/s/data"), 0, Sync::Durable)
-            .unwrap();
-        assert_eq!(fresh(&entries, root), ["r/u/s/state"]);
-        entries
             .replace_file(&root.join("t2"), &state, b"{}", Sync::Durable)
+            .unwrap();
+        assert_eq!(fresh(&entries, root), ["r/u/s/data"]);
+        entries
+            .promote(&root.join("r/u/s/data"), &root.join("r/b/x"))
             .unwrap();
         assert!(fresh(&entries, root).is_empty());
     }
@@ -402,7 +387,7 @@ mod tests {
         let (root, entries) = (dir.path(), Entries::default());
         for session in ["s", "t"] {
             let data = root.join(format!("r/u/{session}/data"));
-            entries.open_for_append(&data, 0, Sync::Skip).unwrap();
+            entries.open_for_append(&data, 0).unwrap();
         }
         entries.remove_dir(&root.join("r/u/s")).unwrap();
         assert_eq!(fresh(&entries, root), ["r", "r/u", "r/u/t", "r/u/t/data"]);
@@ -416,11 +401,11 @@ mod tests {
     fn an_append_waits_for_an_earlier_writer_of_the_same_file_to_let_go() {
         let dir = tempfile::tempdir().unwrap();
         let (data, entries) = (dir.path().join("u/data"), Entries::default());
-        let earlier = entries.open_for_append(&data, 0, Sync::Skip).unwrap();
+        let earlier = entries.open_for_append(&data, 0).unwrap();
         let released = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             let waiter = scope.spawn(|| {
-                entries.open_for_append(&data, 0, Sync::Durable).unwrap();
+                entries.open_for_append(&data, 0).unwrap();
                 released.load(std::sync::atomic::Ordering::SeqCst)
             });
             std::thread::sleep(std::time::Duration::from_millis(100));
