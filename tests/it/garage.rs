@@ -1,6 +1,8 @@
 //! Garage, a real distributed S3 server, for the S3 tests: one shared single-node server per
 //! test run, or a 3-node cluster with replication factor 3. Each server dies with the test
-//! process (it is started behind a shell that kills it when our pipe closes).
+//! process (it is started behind a shell that kills it when our pipe closes), and its folder
+//! goes with it: the shared node's temp folder is never dropped, and every run that pushed
+//! 1 GiB to it used to leave that on disk.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,8 @@ const RPC_SECRET: &str = "4425f5c26c5e11581d3223904324dcb5b5d5dfb14e5e7f35e38c59
 
 /// One Garage node.
 pub struct Node {
+    /// The folder holding this node's own folder, removed once the test process is gone.
+    home: PathBuf,
     pub config: PathBuf,
     pub s3_port: u16,
     process: Mutex<Option<(Child, ChildStdin)>>,
@@ -58,6 +62,7 @@ impl Node {
         );
         std::fs::write(&config, text).expect("garage config");
         Self {
+            home: dir.to_owned(),
             config,
             s3_port,
             process: Mutex::new(None),
@@ -79,7 +84,8 @@ impl Node {
             ""
         };
         let script = format!(
-            "{} -c \"$1\" server {flags} >\"$1.log\" 2>&1 & g=$!; read _; kill -9 $g; wait $g",
+            "{} -c \"$1\" server {flags} >\"$1.log\" 2>&1 & g=$!; \
+             if read _; then kill -9 $g; wait $g; else kill -9 $g; wait $g; rm -rf \"$2\"; fi",
             garage_binary()
         );
         let mut child = Command::new("sh")
@@ -88,6 +94,7 @@ impl Node {
                 &script,
                 "sh",
                 self.config.to_str().expect("utf-8 path"),
+                self.home.to_str().expect("utf-8 path"),
             ])
             .env("GARAGE_DEFAULT_ACCESS_KEY", ACCESS_KEY)
             .env("GARAGE_DEFAULT_SECRET_KEY", SECRET_KEY)
