@@ -182,7 +182,7 @@ for run in $(seq "$RUNS"); do
     dist_idle=$(status_kib "$DIST_PID" VmRSS)
     if ! "$MARINA_BIN" bench --url "http://127.0.0.1:$marina_port" --compare "http://127.0.0.1:$dist_port" \
         --json "$OUT/run$run.json" --workloads "$workloads" --big-size "${BIG_MIB}MiB" --duration "$DURATION" \
-        --tags "$TAGS" --repos "$REPOS" --page-requests "$PAGE_REQUESTS" 2>&1 | tee "$OUT/run$run.log"; then
+        --tags "$TAGS" --repos "$REPOS" --page-requests "$PAGE_REQUESTS" --settle 2>&1 | tee "$OUT/run$run.log"; then
         FAILED=1
         echo "compare.sh: run $run had failures (see above)"
     fi
@@ -190,7 +190,7 @@ for run in $(seq "$RUNS"); do
         "$dist_idle" "$(status_kib "$DIST_PID" VmHWM)" >>"$OUT/memory.tsv"
     stop_servers
     # Distribution writes without fsync: its gigabytes are flushed here, not during the next
-    # run's timed workloads. (Within a run, both servers share the disk as they would in use.)
+    # run's timed workloads. Within a run, --settle does the same before each measurement.
     sync
     echo
 done

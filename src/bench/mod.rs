@@ -68,6 +68,11 @@ pub(crate) struct BenchArgs {
     /// How many times each workload alternates between the registries.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
+    /// Flush this machine's dirty page cache (sync(2)) before each measurement, so writes one
+    /// registry left for the kernel to flush later are not paid for by the next measurement.
+    /// For registries whose storage is on this machine.
+    #[arg(long)]
+    settle: bool,
 }
 
 /// A workload, as named on the command line and in the report.
@@ -176,6 +181,7 @@ pub(crate) struct Plan {
     pub(crate) connections: usize,
     pub(crate) push_clients: usize,
     pub(crate) page_requests: usize,
+    settle: bool,
     cases: Vec<Case>,
 }
 
@@ -205,6 +211,7 @@ impl Plan {
             connections: args.connections as usize,
             push_clients: args.push_clients as usize,
             page_requests: args.page_requests as usize,
+            settle: args.settle,
             cases,
         }
     }
@@ -277,6 +284,10 @@ async fn bench(args: BenchArgs) -> anyhow::Result<bool> {
 /// One case on one registry; an error aborts only this measurement, and is reported.
 async fn measure(case: Case, round: u32, plan: &Plan, fixtures: &mut Fixtures) -> Measurement {
     let registry = fixtures.client.label;
+    if plan.settle {
+        // A failed sync only leaves the measurement as it would be without --settle.
+        let _ = tokio::task::spawn_blocking(rustix::fs::sync).await;
+    }
     let (figures, error) = match workloads::measure(case, plan, fixtures).await {
         Ok(figures) => {
             let shown: Vec<String> = figures.iter().map(ToString::to_string).collect();

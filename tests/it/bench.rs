@@ -52,6 +52,7 @@ async fn bench_runs_every_workload_and_reports_positive_figures() {
         "20",
         "--workloads",
         "all",
+        "--settle",
         "--json",
         json.to_str().unwrap(),
     ]);
