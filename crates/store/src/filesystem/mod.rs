@@ -58,7 +58,7 @@ impl FileStore {
             ),
         })?;
         clear_temp_files(&root.join(TMP_DIR));
-        // What an earlier process left unsynced (fresh upload sessions, the folders just made)
+        // What an earlier process left unsynced (upload sessions, the folders just made)
         // becomes durable here, so every entry that exists now counts as durable.
         rustix::fs::syncfs(&lock).map_err(|e| io(e.into()))?;
         Ok(Self {
@@ -272,10 +272,12 @@ impl Store for FileStore {
 
     async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
         let path = self.path(key);
+        let opened = path.clone();
         let file = self
-            .entries(key, move |e| e.open_for_append(&path, offset))
+            .entries(key, move |e| e.open_for_append(&opened, offset))
             .await?;
-        let length = write::stream_into(file, offset, input, key).await?;
+        let staging = (file, path, Arc::clone(&self.entries));
+        let length = write::stream_into(staging, offset, input, key).await?;
         self.record(key, true).await;
         Ok(length)
     }

@@ -2,11 +2,11 @@
 //! appends that overlap receiving with writing and sync in the background as they go, so the
 //! fsync that promotes them is short.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -31,7 +31,7 @@ pub(super) enum Sync {
 
 /// The store's folder entries that volatile writes created and that may not be durable yet.
 ///
-/// A volatile write (a fresh upload session) creates files and folders without syncing their
+/// A volatile write (an upload session) creates files and folders without syncing their
 /// folders, since losing them only means a client starts over. A durable write that lands in
 /// or on such an entry first makes the entry durable, so what it acknowledges survives a crash.
 /// The process is the only writer (the root is locked), and at start-up the store syncs the
@@ -39,12 +39,34 @@ pub(super) enum Sync {
 #[derive(Debug, Default)]
 pub(super) struct Entries {
     fresh: Mutex<HashSet<PathBuf>>,
+    /// Staging files whose background sync failed, with the error. Their bytes may not be on
+    /// disk, and a later fsync through another handle need not say so, so they are refused
+    /// until removed.
+    failed: Mutex<HashMap<PathBuf, String>>,
     syncs: FolderSyncs,
 }
 
 impl Entries {
     fn fresh(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
         self.fresh.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn failed(&self) -> MutexGuard<'_, HashMap<PathBuf, String>> {
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sync_failed(&self, path: &Path, error: &io::Error) {
+        self.failed().insert(path.to_owned(), error.to_string());
+    }
+
+    /// Refuses a staging file a background sync failed on. Call it holding the file's lock,
+    /// which a sync still running holds until it is done.
+    fn check_synced(&self, path: &Path) -> io::Result<()> {
+        self.failed().get(path).map_or(Ok(()), |e| {
+            Err(io::Error::other(format!(
+                "an earlier sync of this upload's data failed: {e}"
+            )))
+        })
     }
 
     fn is_fresh(&self, path: &Path) -> bool {
@@ -63,6 +85,7 @@ impl Entries {
     /// Forgets `path` and everything under it: they are gone.
     fn forget(&self, path: &Path) {
         self.fresh().retain(|p| !p.starts_with(path));
+        self.failed().retain(|p, _| !p.starts_with(path));
     }
 
     /// Writes `value` to `tmp` and renames it over `path`: atomic, and durable when asked.
@@ -99,9 +122,13 @@ impl Entries {
     }
 
     /// Syncs `from`'s data (it may have been written without), renames it to `to`, creating
-    /// `to`'s folders, and syncs the folder so the rename lasts.
+    /// `to`'s folders, and syncs the folder so the rename lasts. Waits for a background sync
+    /// still running on the file, and fails if one did.
     pub(super) fn promote(&self, from: &Path, to: &Path) -> io::Result<()> {
-        File::open(from)?.sync_data()?;
+        let file = File::open(from)?;
+        file.lock()?;
+        self.check_synced(from)?;
+        file.sync_data()?;
         self.rename(from, to, Sync::Durable)?;
         self.forget(from);
         Ok(())
@@ -186,8 +213,10 @@ impl Entries {
     /// syncs what the blob needs.
     ///
     /// The open file holds an exclusive lock until every handle to it is closed. A request cut
-    /// off mid-body may leave a write of its own still landing on a blocking thread; the next
-    /// append waits for it here, so it cannot land after this one truncates.
+    /// off mid-body may leave a write of its own still landing on a blocking thread, and a
+    /// finished one may leave its last background sync running; the next append waits for
+    /// them here, so a stale write cannot land after this one truncates, and a failed sync is
+    /// seen.
     pub(super) fn open_for_append(&self, path: &Path, offset: u64) -> io::Result<File> {
         self.create_dirs(parent(path)?, Sync::Skip)?;
         if !path.exists() {
@@ -199,6 +228,7 @@ impl Entries {
             .write(true)
             .open(path)?;
         file.lock()?;
+        self.check_synced(path)?;
         let len = file.metadata()?.len();
         if len < offset {
             return Err(io::Error::other(format!(
@@ -227,6 +257,9 @@ struct Writer {
     unsynced: u64,
     /// A background `fdatasync` in progress, on a second handle to the file.
     syncing: Option<JoinHandle<io::Result<()>>>,
+    /// Where a background sync that fails is recorded, for the requests after this one.
+    entries: Arc<Entries>,
+    path: PathBuf,
 }
 
 impl Writer {
@@ -243,7 +276,7 @@ impl Writer {
     async fn write(&mut self, data: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
         self.unsynced += data.iter().map(|b| b.len() as u64).sum::<u64>();
-        self.sync_in_background(&file)?;
+        self.sync_in_background(&file).await?;
         self.pending = Some(tokio::task::spawn_blocking(move || {
             write_all_vectored(&mut file, &data)?;
             Ok(file)
@@ -254,27 +287,38 @@ impl Writer {
     /// Once enough is written, and no earlier background sync still runs, starts an
     /// `fdatasync` beside the writes: the disk works while bytes still arrive, the page cache
     /// keeps the bytes (a pull right after a push reads memory), and the final sync is short.
-    fn sync_in_background(&mut self, file: &File) -> io::Result<()> {
-        let busy = self
-            .syncing
-            .as_ref()
-            .is_some_and(|task| !task.is_finished());
-        if self.unsynced < WRITEBACK_EVERY || busy {
+    /// A finished sync's failure ends the write.
+    async fn sync_in_background(&mut self, file: &File) -> io::Result<()> {
+        self.collect_finished_sync().await?;
+        if self.unsynced < WRITEBACK_EVERY || self.syncing.is_some() {
             return Ok(());
         }
         self.unsynced = 0;
         let handle = file.try_clone()?;
-        self.syncing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+        let (entries, path) = (Arc::clone(&self.entries), self.path.clone());
+        self.syncing = Some(tokio::task::spawn_blocking(move || {
+            let synced = handle.sync_data();
+            if let Err(e) = &synced {
+                entries.sync_failed(&path, e);
+            }
+            synced
+        }));
         Ok(())
     }
 
-    /// Writes what is left and returns once the last background sync is done too: a failed
-    /// sync must reach this caller, since a later fsync on another handle may not report it.
+    async fn collect_finished_sync(&mut self) -> io::Result<()> {
+        match self.syncing.take_if(|task| task.is_finished()) {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes what is left, without waiting for a background sync still running: its handle
+    /// keeps the file locked, so the next append or the promotion waits for it and learns
+    /// whether it failed.
     async fn finish(mut self, rest: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
-        if let Some(task) = self.syncing.take() {
-            task.await.map_err(io::Error::other)??;
-        }
+        self.collect_finished_sync().await?;
         tokio::task::spawn_blocking(move || write_all_vectored(&mut file, &rest))
             .await
             .map_err(io::Error::other)?
@@ -296,9 +340,10 @@ fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
     Ok(())
 }
 
-/// Streams `input` into `file` (positioned at `offset`), volatile. Returns the new length.
+/// Streams `input` into `file` (opened by [`Entries::open_for_append`] at `path`, positioned at
+/// `offset`), volatile. Returns the new length.
 pub(super) async fn stream_into(
-    file: File,
+    (file, path, entries): (File, PathBuf, Arc<Entries>),
     offset: u64,
     mut input: InputStream,
     key: &Key,
@@ -308,6 +353,8 @@ pub(super) async fn stream_into(
         pending: None,
         unsynced: 0,
         syncing: None,
+        entries,
+        path,
     };
     let (mut batch, mut batched) = (Vec::new(), 0);
     let mut length = offset;
@@ -414,6 +461,46 @@ mod tests {
             assert!(
                 waiter.join().unwrap(),
                 "the second append opened while the first held it"
+            );
+        });
+    }
+
+    #[test]
+    fn a_failed_background_sync_refuses_the_file_until_it_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, entries) = (dir.path(), Entries::default());
+        let (data, blob) = (root.join("r/u/s/data"), root.join("blobs/x"));
+        drop(entries.open_for_append(&data, 0).unwrap());
+        entries.sync_failed(&data, &io::Error::other("the disk said EIO"));
+        let refused = entries.open_for_append(&data, 0).unwrap_err();
+        assert!(
+            refused.to_string().contains("the disk said EIO"),
+            "{refused}"
+        );
+        assert!(entries.promote(&data, &blob).is_err());
+        assert!(!blob.exists(), "nothing was promoted");
+        entries.remove_dir(&root.join("r/u/s")).unwrap();
+        drop(entries.open_for_append(&data, 0).unwrap());
+        entries.promote(&data, &blob).unwrap();
+    }
+
+    #[test]
+    fn promotion_waits_for_a_sync_still_holding_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, entries) = (dir.path().join("u/data"), Entries::default());
+        let syncing = entries.open_for_append(&data, 0).unwrap();
+        let released = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let promotion = scope.spawn(|| {
+                entries.promote(&data, &dir.path().join("b/x")).unwrap();
+                released.load(std::sync::atomic::Ordering::SeqCst)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            released.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(syncing);
+            assert!(
+                promotion.join().unwrap(),
+                "the promotion went ahead while the file was held"
             );
         });
     }
