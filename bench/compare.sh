@@ -117,17 +117,25 @@ RANDOM_FILE=$ROOT/bench/out/random-${BIG_MIB}MiB.bin
 if [ "$(stat -c %s "$RANDOM_FILE" 2>/dev/null || echo 0)" != $((BIG_MIB * 1024 * 1024)) ]; then
     head -c $((BIG_MIB * 1024 * 1024)) /dev/urandom >"$RANDOM_FILE"
 fi
+# The disk's speed drifts over a quarter of an hour here, so dd is sampled before the first run
+# and after every run, and the targets use the median of the samples.
+DD_SAMPLES=()
+sample_dd() {
+    local line seconds
+    line=$(dd if=/dev/zero of="$OUT/dd.bin" bs=1M count="$BIG_MIB" conv=fsync 2>&1 | tail -1)
+    rm -f "$OUT/dd.bin"
+    sync
+    seconds=$(echo "$line" | sed -n 's/.*copied, \([0-9.]*\) s.*/\1/p')
+    DD_SAMPLES+=("$(mib_per_s "$BIG_MIB" "$seconds")")
+    echo "dd bs=1M conv=fsync (durable writes): ${DD_SAMPLES[-1]} MiB/s   ($line)"
+}
 SHA_S=$(seconds openssl dgst -sha256 "$RANDOM_FILE")
-DD_LINE=$(dd if=/dev/zero of="$OUT/dd.bin" bs=1M count="$BIG_MIB" conv=fsync 2>&1 | tail -1)
-rm -f "$OUT/dd.bin"
-DD_S=$(echo "$DD_LINE" | sed -n 's/.*copied, \([0-9.]*\) s.*/\1/p')
 CAT_S=$(seconds cat "$RANDOM_FILE")
 SHA_MIBS=$(mib_per_s "$BIG_MIB" "$SHA_S")
-DD_MIBS=$(mib_per_s "$BIG_MIB" "$DD_S")
 CAT_MIBS=$(mib_per_s "$BIG_MIB" "$CAT_S")
 echo "openssl dgst -sha256:                 $SHA_MIBS MiB/s"
-echo "dd bs=1M conv=fsync (durable writes): $DD_MIBS MiB/s   ($DD_LINE)"
 echo "cat FILE > /dev/null (page cache):    $CAT_MIBS MiB/s"
+sample_dd
 echo
 # The random file and dd's blocks must not still be flushing (or being discarded) while run 1
 # times its fsyncs.
@@ -192,8 +200,11 @@ for run in $(seq "$RUNS"); do
     # Distribution writes without fsync: its gigabytes are flushed here, not during the next
     # run's timed workloads. Within a run, --settle does the same before each measurement.
     sync
+    sample_dd
     echo
 done
+DD_MIBS=$(printf '%s\n' "${DD_SAMPLES[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+echo "dd samples: ${DD_SAMPLES[*]} MiB/s; the targets use their median, $DD_MIBS MiB/s"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); the runs took $(($(date +%s) - STARTED)) s"
 echo
 
