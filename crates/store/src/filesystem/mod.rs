@@ -4,6 +4,7 @@
 mod cache;
 mod folder_sync;
 mod listing;
+mod release;
 mod write;
 
 use std::ops::Range;

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::folder_sync::FolderSyncs;
+use super::release::{self, Releaser};
 use crate::{Error, InputStream, Key, Result};
 
 /// Bytes gathered from the input before one (vectored) write call.
@@ -44,6 +45,7 @@ pub(super) struct Entries {
     /// until removed.
     failed: Mutex<HashMap<PathBuf, String>>,
     syncs: FolderSyncs,
+    released: Releaser,
 }
 
 impl Entries {
@@ -138,7 +140,9 @@ impl Entries {
         let dir = parent(to)?;
         self.create_dirs(dir, sync)?;
         self.mark(to);
+        let replaced = release::hold(to);
         fs::rename(from, to)?;
+        self.released.release(replaced);
         if sync == Sync::Durable {
             self.syncs.sync(dir)?;
             self.settled(to);
@@ -148,7 +152,10 @@ impl Entries {
 
     /// Removes a file (a missing one is fine) and syncs its folder.
     pub(super) fn remove_file(&self, path: &Path) -> io::Result<()> {
-        match fs::remove_file(path) {
+        let held = release::hold(path);
+        let removed = fs::remove_file(path);
+        self.released.release(held);
+        match removed {
             Ok(()) => {
                 self.forget(path);
                 path.parent().map_or(Ok(()), |dir| self.syncs.sync(dir))
@@ -163,7 +170,10 @@ impl Entries {
 
     /// Removes a folder and everything in it (a missing one is fine). Cleanup: not synced.
     pub(super) fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        match fs::remove_dir_all(path) {
+        let held = release::hold_folder(path);
+        let removed = fs::remove_dir_all(path);
+        self.released.release(held);
+        match removed {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => {
                 self.forget(path);
