@@ -9,18 +9,21 @@ use std::path::Path;
 use std::sync::mpsc;
 
 /// Removing more entries than this from one folder holds only the first ones.
-const HOLD_AT_MOST: usize = 64;
+const HOLD_AT_MOST: usize = 8;
+/// Batches waiting to be closed, at most. Past that, files are closed where they are released,
+/// so a disk too slow to keep up costs waiting, as before, and never runs out of descriptors.
+const QUEUED_AT_MOST: usize = 64;
 
 /// Closes the files it is given on a thread of its own.
 #[derive(Debug)]
 pub(super) struct Releaser {
     /// `None` when no thread could be started: files are then closed where they are released.
-    sender: Option<mpsc::Sender<Vec<File>>>,
+    sender: Option<mpsc::SyncSender<Vec<File>>>,
 }
 
 impl Default for Releaser {
     fn default() -> Self {
-        let (sender, receiver) = mpsc::channel::<Vec<File>>();
+        let (sender, receiver) = mpsc::sync_channel::<Vec<File>>(QUEUED_AT_MOST);
         let started = std::thread::Builder::new()
             .name("marina-release".into())
             .spawn(move || receiver.into_iter().for_each(drop));
@@ -31,11 +34,12 @@ impl Default for Releaser {
 }
 
 impl Releaser {
-    /// Closes `held` on the releasing thread.
+    /// Closes `held` on the releasing thread, or here when its queue is full (or it is gone).
     pub(super) fn release(&self, held: Vec<File>) {
-        if let Some(sender) = &self.sender {
-            // A send fails only when the thread is gone; the files are then closed here.
-            let _ = sender.send(held);
+        if let Some(sender) = &self.sender
+            && !held.is_empty()
+        {
+            let _ = sender.try_send(held);
         }
     }
 }
