@@ -277,8 +277,8 @@ impl Store for FileStore {
         let file = self
             .entries(key, move |e| e.open_for_append(&opened, offset))
             .await?;
-        let staging = (file, path, Arc::clone(&self.entries));
-        let length = write::stream_into(staging, offset, input, key).await?;
+        let entries = Arc::clone(&self.entries);
+        let length = write::stream_into(file, path, entries, offset, input, key).await?;
         self.record(key, true).await;
         Ok(length)
     }

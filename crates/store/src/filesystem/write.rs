@@ -353,7 +353,9 @@ fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
 /// Streams `input` into `file` (opened by [`Entries::open_for_append`] at `path`, positioned at
 /// `offset`), volatile. Returns the new length.
 pub(super) async fn stream_into(
-    (file, path, entries): (File, PathBuf, Arc<Entries>),
+    file: File,
+    path: PathBuf,
+    entries: Arc<Entries>,
     offset: u64,
     mut input: InputStream,
     key: &Key,
@@ -454,25 +456,32 @@ mod tests {
         assert_eq!(fresh(&entries, root), ["r", "r/u", "r/u/t"]);
     }
 
+    /// Runs `act` on another thread while `held` keeps its file locked for 100 ms, and checks
+    /// that `act` finished only after the lock was let go.
+    fn assert_waits_for(held: File, act: impl FnOnce() + Send, what: &str) {
+        let released = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                act();
+                released.load(std::sync::atomic::Ordering::SeqCst)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            released.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(held);
+            assert!(waiter.join().unwrap(), "{what}");
+        });
+    }
+
     #[test]
     fn an_append_waits_for_an_earlier_writer_of_the_same_file_to_let_go() {
         let dir = tempfile::tempdir().unwrap();
         let (data, entries) = (dir.path().join("u/data"), Entries::default());
         let earlier = entries.open_for_append(&data, 0).unwrap();
-        let released = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            let waiter = scope.spawn(|| {
-                entries.open_for_append(&data, 0).unwrap();
-                released.load(std::sync::atomic::Ordering::SeqCst)
-            });
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            released.store(true, std::sync::atomic::Ordering::SeqCst);
-            drop(earlier);
-            assert!(
-                waiter.join().unwrap(),
-                "the second append opened while the first held it"
-            );
-        });
+        assert_waits_for(
+            earlier,
+            || drop(entries.open_for_append(&data, 0).unwrap()),
+            "the second append opened while the first held it",
+        );
     }
 
     #[test]
@@ -499,19 +508,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (data, entries) = (dir.path().join("u/data"), Entries::default());
         let syncing = entries.open_for_append(&data, 0).unwrap();
-        let released = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            let promotion = scope.spawn(|| {
-                entries.promote(&data, &dir.path().join("b/x")).unwrap();
-                released.load(std::sync::atomic::Ordering::SeqCst)
-            });
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            released.store(true, std::sync::atomic::Ordering::SeqCst);
-            drop(syncing);
-            assert!(
-                promotion.join().unwrap(),
-                "the promotion went ahead while the file was held"
-            );
-        });
+        assert_waits_for(
+            syncing,
+            || entries.promote(&data, &dir.path().join("b/x")).unwrap(),
+            "the promotion went ahead while the file was held",
+        );
     }
 }
