@@ -1,8 +1,9 @@
 //! Closing removed files off the request path. On a filesystem mounted with `discard`, the last
 //! close of a removed or replaced file frees its blocks and waits for the disk to discard them,
 //! behind whatever else the disk is writing: 7 ms per replaced session state here, on every
-//! PATCH. Holding such files open across the removal, and closing them on a thread of their
-//! own, moves that wait off the request.
+//! PATCH, before such states were swapped out instead (`write::swap`). Holding removed files
+//! open across the removal, and closing them on a thread of their own, moves that wait off the
+//! request.
 
 use std::fs::{self, File};
 use std::path::Path;
