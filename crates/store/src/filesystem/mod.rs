@@ -6,6 +6,7 @@ mod folder_sync;
 mod listing;
 mod release;
 mod write;
+mod writeback;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

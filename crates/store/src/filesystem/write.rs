@@ -2,7 +2,7 @@
 //! appends that overlap receiving with writing and sync in the background as they go, so the
 //! fsync that promotes them is short.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::folder_sync::FolderSyncs;
 use super::release::{self, Releaser};
+use super::writeback::Writebacks;
 use crate::{Error, InputStream, Key, Result};
 
 /// Bytes gathered from the input before one (vectored) write call.
@@ -40,10 +41,8 @@ pub(super) enum Sync {
 #[derive(Debug, Default)]
 pub(super) struct Entries {
     fresh: Mutex<HashSet<PathBuf>>,
-    /// Staging files whose background sync failed, with the error. Their bytes may not be on
-    /// disk, and a later fsync through another handle need not say so, so they are refused
-    /// until removed.
-    failed: Mutex<HashMap<PathBuf, String>>,
+    /// The background syncs of staging files, running and failed.
+    writebacks: Arc<Writebacks>,
     syncs: FolderSyncs,
     released: Releaser,
 }
@@ -51,24 +50,6 @@ pub(super) struct Entries {
 impl Entries {
     fn fresh(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
         self.fresh.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn failed(&self) -> MutexGuard<'_, HashMap<PathBuf, String>> {
-        self.failed.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn sync_failed(&self, path: &Path, error: &io::Error) {
-        self.failed().insert(path.to_owned(), error.to_string());
-    }
-
-    /// Refuses a staging file a background sync failed on. Call it holding the file's lock,
-    /// which a sync still running holds until it is done.
-    fn check_synced(&self, path: &Path) -> io::Result<()> {
-        self.failed().get(path).map_or(Ok(()), |e| {
-            Err(io::Error::other(format!(
-                "an earlier sync of this upload's data failed: {e}"
-            )))
-        })
     }
 
     fn is_fresh(&self, path: &Path) -> bool {
@@ -87,7 +68,7 @@ impl Entries {
     /// Forgets `path` and everything under it: they are gone.
     fn forget(&self, path: &Path) {
         self.fresh().retain(|p| !p.starts_with(path));
-        self.failed().retain(|p, _| !p.starts_with(path));
+        self.writebacks.forget(path);
     }
 
     /// Writes `value` to `tmp` and renames it over `path`: atomic, and durable when asked.
@@ -124,12 +105,12 @@ impl Entries {
     }
 
     /// Syncs `from`'s data (it may have been written without), renames it to `to`, creating
-    /// `to`'s folders, and syncs the folder so the rename lasts. Waits for a background sync
-    /// still running on the file, and fails if one did.
+    /// `to`'s folders, and syncs the folder so the rename lasts. Waits for a writer still
+    /// holding the file and for background syncs still running on it, and fails if one did.
     pub(super) fn promote(&self, from: &Path, to: &Path) -> io::Result<()> {
         let file = File::open(from)?;
         file.lock()?;
-        self.check_synced(from)?;
+        self.writebacks.settle(from)?;
         file.sync_data()?;
         self.rename(from, to, Sync::Durable)?;
         self.forget(from);
@@ -234,10 +215,9 @@ impl Entries {
     /// syncs what the blob needs.
     ///
     /// The open file holds an exclusive lock until every handle to it is closed. A request cut
-    /// off mid-body may leave a write of its own still landing on a blocking thread, and a
-    /// finished one may leave its last background sync running; the next append waits for
-    /// them here, so a stale write cannot land after this one truncates, and a failed sync is
-    /// seen.
+    /// off mid-body may leave a write of its own still landing on a blocking thread; the next
+    /// append waits for it here, so a stale write cannot land after this one truncates. It
+    /// does not wait for a background sync still running (it holds no lock): the promotion does.
     pub(super) fn open_for_append(&self, path: &Path, offset: u64) -> io::Result<File> {
         self.create_dirs(parent(path)?, Sync::Skip)?;
         if !path.exists() {
@@ -249,7 +229,7 @@ impl Entries {
             .write(true)
             .open(path)?;
         file.lock()?;
-        self.check_synced(path)?;
+        self.writebacks.check(path)?;
         let len = file.metadata()?.len();
         if len < offset {
             return Err(io::Error::other(format!(
@@ -293,9 +273,9 @@ struct Writer {
     pending: Option<JoinHandle<io::Result<File>>>,
     /// Bytes written since the last background sync began.
     unsynced: u64,
-    /// A background `fdatasync` in progress, on a second handle to the file.
+    /// A background `fdatasync` in progress, on a descriptor of its own.
     syncing: Option<JoinHandle<io::Result<()>>>,
-    /// Where a background sync that fails is recorded, for the requests after this one.
+    /// Where background syncs are recorded, for the requests after this one.
     entries: Arc<Entries>,
     path: PathBuf,
 }
@@ -314,7 +294,7 @@ impl Writer {
     async fn write(&mut self, data: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
         self.unsynced += data.iter().map(|b| b.len() as u64).sum::<u64>();
-        self.sync_in_background(&file).await?;
+        self.sync_in_background().await?;
         self.pending = Some(tokio::task::spawn_blocking(move || {
             write_all_vectored(&mut file, &data)?;
             Ok(file)
@@ -325,20 +305,19 @@ impl Writer {
     /// Once enough is written, and no earlier background sync still runs, starts an
     /// `fdatasync` beside the writes: the disk works while bytes still arrive, the page cache
     /// keeps the bytes (a pull right after a push reads memory), and the final sync is short.
-    /// A finished sync's failure ends the write.
-    async fn sync_in_background(&mut self, file: &File) -> io::Result<()> {
+    /// It syncs through a descriptor of its own, which does not hold the file's lock, so the
+    /// next chunk need not wait for it. A finished sync's failure ends the write.
+    async fn sync_in_background(&mut self) -> io::Result<()> {
         self.collect_finished_sync().await?;
         if self.unsynced < WRITEBACK_EVERY || self.syncing.is_some() {
             return Ok(());
         }
         self.unsynced = 0;
-        let handle = file.try_clone()?;
-        let (entries, path) = (Arc::clone(&self.entries), self.path.clone());
+        let running = self.entries.writebacks.start(&self.path);
+        let path = self.path.clone();
         self.syncing = Some(tokio::task::spawn_blocking(move || {
-            let synced = handle.sync_data();
-            if let Err(e) = &synced {
-                entries.sync_failed(&path, e);
-            }
+            let synced = File::open(path).and_then(|handle| handle.sync_data());
+            running.ended(&synced);
             synced
         }));
         Ok(())
@@ -351,9 +330,8 @@ impl Writer {
         }
     }
 
-    /// Writes what is left, without waiting for a background sync still running: its handle
-    /// keeps the file locked, so the next append or the promotion waits for it and learns
-    /// whether it failed.
+    /// Writes what is left, without waiting for a background sync still running: the
+    /// promotion waits for it and learns whether it failed.
     async fn finish(mut self, rest: Vec<Bytes>) -> io::Result<()> {
         let mut file = self.file().await?;
         self.collect_finished_sync().await?;
@@ -498,9 +476,9 @@ mod tests {
         assert_eq!(fresh(&entries, root), ["r", "r/u", "r/u/t"]);
     }
 
-    /// Runs `act` on another thread while `held` keeps its file locked for 100 ms, and checks
-    /// that `act` finished only after the lock was let go.
-    fn assert_waits_for(held: File, act: impl FnOnce() + Send, what: &str) {
+    /// Runs `act` on another thread, calls `let_go` (closing a locked file, ending a sync)
+    /// 100 ms later, and checks that `act` finished only after that.
+    fn assert_waits_for(let_go: impl FnOnce(), act: impl FnOnce() + Send, what: &str) {
         let released = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             let waiter = scope.spawn(|| {
@@ -509,7 +487,7 @@ mod tests {
             });
             std::thread::sleep(std::time::Duration::from_millis(100));
             released.store(true, std::sync::atomic::Ordering::SeqCst);
-            drop(held);
+            let_go();
             assert!(waiter.join().unwrap(), "{what}");
         });
     }
@@ -520,7 +498,7 @@ mod tests {
         let (data, entries) = (dir.path().join("u/data"), Entries::default());
         let earlier = entries.open_for_append(&data, 0).unwrap();
         assert_waits_for(
-            earlier,
+            || drop(earlier),
             || drop(entries.open_for_append(&data, 0).unwrap()),
             "the second append opened while the first held it",
         );
@@ -532,7 +510,8 @@ mod tests {
         let (root, entries) = (dir.path(), Entries::default());
         let (data, blob) = (root.join("r/u/s/data"), root.join("blobs/x"));
         drop(entries.open_for_append(&data, 0).unwrap());
-        entries.sync_failed(&data, &io::Error::other("the disk said EIO"));
+        let sync = entries.writebacks.start(&data);
+        sync.ended(&Err(io::Error::other("the disk said EIO")));
         let refused = entries.open_for_append(&data, 0).unwrap_err();
         assert!(
             refused.to_string().contains("the disk said EIO"),
@@ -546,14 +525,38 @@ mod tests {
     }
 
     #[test]
-    fn promotion_waits_for_a_sync_still_holding_the_file() {
+    fn promotion_waits_for_a_sync_still_running() {
         let dir = tempfile::tempdir().unwrap();
         let (data, entries) = (dir.path().join("u/data"), Entries::default());
-        let syncing = entries.open_for_append(&data, 0).unwrap();
+        drop(entries.open_for_append(&data, 0).unwrap());
+        let running = entries.writebacks.start(&data);
         assert_waits_for(
-            syncing,
+            || running.ended(&Ok(())),
             || entries.promote(&data, &dir.path().join("b/x")).unwrap(),
-            "the promotion went ahead while the file was held",
+            "the promotion went ahead while a sync ran",
         );
+    }
+
+    #[test]
+    fn a_sync_that_stops_unfinished_counts_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, entries) = (dir.path().join("u/data"), Entries::default());
+        drop(entries.open_for_append(&data, 0).unwrap());
+        drop(entries.writebacks.start(&data));
+        assert!(entries.promote(&data, &dir.path().join("b/x")).is_err());
+    }
+
+    #[test]
+    fn the_next_chunk_does_not_wait_for_the_last_ones_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, entries) = (dir.path().join("u/data"), Entries::default());
+        drop(entries.open_for_append(&data, 0).unwrap());
+        let _running = entries.writebacks.start(&data);
+        let (done, waited) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| done.send(entries.open_for_append(&data, 0).is_ok()));
+            let opened = waited.recv_timeout(std::time::Duration::from_secs(5));
+            assert_eq!(opened, Ok(true), "the append waited for the sync");
+        });
     }
 }
