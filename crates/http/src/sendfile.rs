@@ -40,7 +40,18 @@ fn is_stand_in(buf: &[u8]) -> bool {
     !buf.is_empty() && at >= base && at < base + STAND_IN.len()
 }
 
-/// Accepts TCP connections (no Nagle delay) as [`Connection`]s.
+/// Unsent bytes a connection's socket queues at most before a write waits (`TCP_NOTSENT_LOWAT`).
+///
+/// When the client reads slower than marina sends (one client pulling a big blob), a full
+/// socket buffer of unsent bytes waits for the client's window, and the kernel transmits them
+/// when the client's acknowledgements arrive: on the client's core, in the client's time. With
+/// a short queue, marina's next sendfile transmits them on its own core. Over loopback, one
+/// pull of a cached 1 GiB blob went from 2.0–2.3 GiB/s to 3.2–3.6 GiB/s (curl and
+/// `marina bench`). A fast client is unaffected: with the window open, bytes leave as soon as
+/// they are queued.
+const NOTSENT_LOWAT: u32 = 16 * 1024;
+
+/// Accepts TCP connections (no Nagle delay, a short unsent queue) as [`Connection`]s.
 #[derive(Debug)]
 pub(crate) struct Listener(pub(crate) tokio::net::TcpListener);
 
@@ -51,6 +62,7 @@ impl axum::serve::Listener for Listener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (tcp, peer) = axum::serve::Listener::accept(&mut self.0).await;
         let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT);
         let connection = Connection {
             tcp,
             queue: SendQueue::default(),
@@ -265,5 +277,23 @@ impl AsyncWrite for Connection {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_queue_little_unsent_data() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut listener = Listener(listener);
+        let client = tokio::spawn(TcpStream::connect(address));
+        let (connection, _) = axum::serve::Listener::accept(&mut listener).await;
+        let socket = socket2::SockRef::from(&connection.tcp);
+        assert_eq!(socket.tcp_notsent_lowat().unwrap(), NOTSENT_LOWAT);
+        assert!(socket.tcp_nodelay().unwrap());
+        drop(client.await.unwrap().unwrap());
     }
 }
