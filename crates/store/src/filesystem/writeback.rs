@@ -26,7 +26,7 @@ struct State {
     failed: HashMap<PathBuf, String>,
 }
 
-/// A sync in progress; dropping it ends it, as failed unless [`Running::succeeded`] said so.
+/// A sync in progress; dropping it ends it, as failed unless [`Running::ended`] said otherwise.
 pub(super) struct Running {
     writebacks: Arc<Writebacks>,
     path: PathBuf,
