@@ -382,8 +382,8 @@ impl Store for FaultyStore {
     ) -> marina_store::Result<u64> {
         self.0.append(key, offset, input).await
     }
-    async fn promote(&self, staged: &Key, to: &Key) -> marina_store::Result<()> {
-        self.0.promote(staged, to).await
+    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> marina_store::Result<()> {
+        self.0.promote(staged, length, to).await
     }
 }
 

@@ -128,13 +128,14 @@ impl Registry {
         &self,
         repo: &RepoName,
         staged: &Key,
+        length: u64,
         digest: &Digest,
     ) -> Result<()> {
         let content = keys::blob(digest);
         if self.exists(&content).await? {
             self.store.delete(staged).await?;
         } else {
-            self.store.promote(staged, &content).await?;
+            self.store.promote(staged, length, &content).await?;
         }
         self.link_blob(repo, digest).await
     }

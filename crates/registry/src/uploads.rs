@@ -201,7 +201,8 @@ impl Registry {
                 actual,
             });
         }
-        self.commit_blob(repo, &session.data_key(), digest).await?;
+        self.commit_blob(repo, &session.data_key(), session.offset, digest)
+            .await?;
         self.store.delete_prefix(&keys::upload(repo, id)).await?;
         Ok(())
     }

@@ -36,6 +36,17 @@ impl Error {
         }
     }
 
+    /// A staging object that does not hold the bytes its writer counted: nothing is promoted.
+    pub(crate) fn staged_length(key: impl std::fmt::Display, held: &str, expected: u64) -> Self {
+        Self::io(
+            key,
+            std::io::Error::other(format!(
+                "the staged data holds {held}, not the {expected} bytes the upload counted; \
+                 nothing was committed"
+            )),
+        )
+    }
+
     /// Whether this is [`Error::NotFound`].
     #[must_use]
     pub fn is_not_found(&self) -> bool {

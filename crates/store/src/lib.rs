@@ -93,6 +93,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// Makes the staging object `staged` readable as the immutable object `to`, atomically and
-    /// durably, and removes it from staging.
-    async fn promote(&self, staged: &Key, to: &Key) -> Result<()>;
+    /// durably, and removes it from staging. Fails, changing nothing, unless `staged` holds
+    /// exactly `length` bytes: a write the caller no longer counts on (a request cut off, whose
+    /// write still landed) must not become part of the object.
+    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> Result<()>;
 }

@@ -116,11 +116,20 @@ impl Store for MemoryStore {
         Ok(length)
     }
 
-    async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
+    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> Result<()> {
         let mut objects = self.objects.lock().expect("memory store lock");
-        let value = objects
-            .remove(staged.as_str())
-            .ok_or_else(|| Error::NotFound(staged.to_string()))?;
+        let held = objects
+            .get(staged.as_str())
+            .ok_or_else(|| Error::NotFound(staged.to_string()))?
+            .len() as u64;
+        if held != length {
+            return Err(Error::staged_length(
+                staged,
+                &format!("{held} bytes"),
+                length,
+            ));
+        }
+        let value = objects.remove(staged.as_str()).expect("checked above");
         objects.insert(to.to_string(), value);
         Ok(())
     }

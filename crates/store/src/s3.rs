@@ -267,6 +267,15 @@ impl S3Store {
     }
 }
 
+/// How many bytes staged parts hold from offset 0 on, when each starts where the one before it
+/// ends; `None` when there is a gap or an overlap. A part PUT that was cut off on marina's side
+/// can still complete at the server after a retry wrote the same offset, with other bytes.
+fn tiled_length(parts: &[(Path, u64, u64)]) -> Option<u64> {
+    parts.iter().try_fold(0, |end, (_, start, size)| {
+        (*start == end).then_some(end + size)
+    })
+}
+
 /// Every backend failure but a missing object means the bucket is out of reach for now: 503.
 fn fault(key: &Key, e: object_store::Error) -> Error {
     match e {
@@ -391,8 +400,22 @@ impl Store for S3Store {
         Ok(offset + self.write_object(&part, key, input).await?)
     }
 
-    async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
+    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> Result<()> {
         let parts = self.parts(staged).await?;
+        match tiled_length(&parts) {
+            Some(held) if held == length => {}
+            Some(held) => {
+                return Err(Error::staged_length(
+                    staged,
+                    &format!("{held} bytes"),
+                    length,
+                ));
+            }
+            None => {
+                let held = "parts with a gap or an overlap between them";
+                return Err(Error::staged_length(staged, held, length));
+            }
+        }
         match parts.as_slice() {
             [] => self.put(to, Bytes::new()).await?,
             [(path, _, size)] if *size <= self.copy_limit => {
@@ -408,5 +431,26 @@ impl Store for S3Store {
                 .map_err(|e| Error::io(staged, std::io::Error::other(e)))?,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(spans: &[(u64, u64)]) -> Vec<(Path, u64, u64)> {
+        let path = |start: &u64| Path::from(format!("s/data/{start:0OFFSET_DIGITS$}"));
+        spans.iter().map(|(s, n)| (path(s), *s, *n)).collect()
+    }
+
+    #[test]
+    fn staged_parts_count_only_when_they_run_gap_free_from_zero() {
+        assert_eq!(tiled_length(&parts(&[])), Some(0));
+        assert_eq!(tiled_length(&parts(&[(0, 3), (3, 4)])), Some(7));
+        // A late write of a shorter chunk over a retried longer one leaves a gap; a longer one
+        // an overlap; neither may be committed.
+        assert_eq!(tiled_length(&parts(&[(0, 3), (6, 4)])), None);
+        assert_eq!(tiled_length(&parts(&[(0, 8), (6, 4)])), None);
+        assert_eq!(tiled_length(&parts(&[(2, 5)])), None);
     }
 }

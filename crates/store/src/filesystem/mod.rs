@@ -288,9 +288,18 @@ impl Store for FileStore {
         Some(&self.boot_id)
     }
 
-    async fn promote(&self, staged: &Key, to: &Key) -> Result<()> {
+    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> Result<()> {
         let (from, dest) = (self.path(staged), self.path(to));
-        self.entries(to, move |e| e.promote(&from, &dest)).await?;
+        let held = self
+            .entries(to, move |e| e.promote(&from, length, &dest))
+            .await?;
+        if let Some(held) = held {
+            return Err(Error::staged_length(
+                staged,
+                &format!("{held} bytes"),
+                length,
+            ));
+        }
         self.record(staged, false).await;
         self.record(to, true).await;
         Ok(())

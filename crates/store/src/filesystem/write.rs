@@ -107,14 +107,19 @@ impl Entries {
     /// Syncs `from`'s data (it may have been written without), renames it to `to`, creating
     /// `to`'s folders, and syncs the folder so the rename lasts. Waits for a writer still
     /// holding the file and for background syncs still running on it, and fails if one did.
-    pub(super) fn promote(&self, from: &Path, to: &Path) -> io::Result<()> {
+    /// A file that does not hold `length` bytes stays where it is: its size is returned.
+    pub(super) fn promote(&self, from: &Path, length: u64, to: &Path) -> io::Result<Option<u64>> {
         let file = File::open(from)?;
         file.lock()?;
         self.writebacks.settle(from)?;
+        let held = file.metadata()?.len();
+        if held != length {
+            return Ok(Some(held));
+        }
         file.sync_data()?;
         self.rename(from, to, Sync::Durable)?;
         self.forget(from);
-        Ok(())
+        Ok(None)
     }
 
     fn rename(&self, from: &Path, to: &Path, sync: Sync) -> io::Result<()> {
@@ -425,7 +430,7 @@ mod tests {
             .unwrap();
         assert_eq!(fresh(&entries, root), ["r/u/s/data"]);
         entries
-            .promote(&root.join("r/u/s/data"), &root.join("r/b/x"))
+            .promote(&root.join("r/u/s/data"), 0, &root.join("r/b/x"))
             .unwrap();
         assert!(fresh(&entries, root).is_empty());
     }
@@ -471,7 +476,7 @@ mod tests {
         entries.remove_dir(&root.join("r/u/s")).unwrap();
         assert_eq!(fresh(&entries, root), ["r", "r/u", "r/u/t", "r/u/t/data"]);
         entries
-            .promote(&root.join("r/u/t/data"), &root.join("blobs/x"))
+            .promote(&root.join("r/u/t/data"), 0, &root.join("blobs/x"))
             .unwrap();
         assert_eq!(fresh(&entries, root), ["r", "r/u", "r/u/t"]);
     }
@@ -517,11 +522,11 @@ mod tests {
             refused.to_string().contains("the disk said EIO"),
             "{refused}"
         );
-        assert!(entries.promote(&data, &blob).is_err());
+        assert!(entries.promote(&data, 0, &blob).is_err());
         assert!(!blob.exists(), "nothing was promoted");
         entries.remove_dir(&root.join("r/u/s")).unwrap();
         drop(entries.open_for_append(&data, 0).unwrap());
-        entries.promote(&data, &blob).unwrap();
+        entries.promote(&data, 0, &blob).unwrap();
     }
 
     #[test]
@@ -532,7 +537,12 @@ mod tests {
         let running = entries.writebacks.start(&data);
         assert_waits_for(
             || running.ended(&Ok(())),
-            || entries.promote(&data, &dir.path().join("b/x")).unwrap(),
+            || {
+                assert_eq!(
+                    entries.promote(&data, 0, &dir.path().join("b/x")).unwrap(),
+                    None
+                )
+            },
             "the promotion went ahead while a sync ran",
         );
     }
@@ -543,7 +553,7 @@ mod tests {
         let (data, entries) = (dir.path().join("u/data"), Entries::default());
         drop(entries.open_for_append(&data, 0).unwrap());
         drop(entries.writebacks.start(&data));
-        assert!(entries.promote(&data, &dir.path().join("b/x")).is_err());
+        assert!(entries.promote(&data, 0, &dir.path().join("b/x")).is_err());
     }
 
     #[test]
