@@ -744,3 +744,46 @@ async fn a_tag_moves_to_the_manifest_pushed_last() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_chunk_cut_off_midway_is_not_part_of_the_finished_blob() {
+    let s = Server::start().await;
+    let counted = b"counted";
+    let location = start_session(&s, "cut", "").await;
+    let first = patch(&s, &location, Some("0-6"), counted).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    // The next chunk's client goes away after 2 MiB of 4: bytes of it may reach storage, but
+    // the session never counts them.
+    let (release, held) = tokio::sync::oneshot::channel();
+    let cut = s
+        .request(Method::PATCH, &location)
+        .header("Content-Range", "7-4194310")
+        .header("Content-Length", "4194304")
+        .body(held_body(bytes::Bytes::from(vec![b'x'; 2 << 20]), held))
+        .send();
+    let pending = tokio::spawn(cut);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    pending.abort();
+    drop(release);
+    let digest = sha256(counted);
+    let put = s
+        .request(Method::PUT, &format!("{location}?digest={digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let stored = s
+        .request(Method::GET, &format!("/v2/cut/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.len(),
+        counted.len(),
+        "the blob holds exactly what its digest covers"
+    );
+    assert_eq!(&stored[..], counted);
+}

@@ -92,9 +92,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
-    /// Makes the staging object `staged` readable as the immutable object `to`, atomically and
-    /// durably, and removes it from staging. Fails, changing nothing, unless `staged` holds
-    /// exactly `length` bytes: a write the caller no longer counts on (a request cut off, whose
-    /// write still landed) must not become part of the object.
+    /// Makes the first `length` bytes of the staging object `staged` readable as the immutable
+    /// object `to`, atomically and durably, and removes it from staging. Bytes staged past
+    /// `length` (a request cut off after some of its bytes were stored) are dropped. Fails,
+    /// changing nothing, when fewer are staged, or when a write the caller no longer counts on
+    /// landed among them.
     async fn promote(&self, staged: &Key, length: u64, to: &Key) -> Result<()>;
 }

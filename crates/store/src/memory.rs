@@ -122,14 +122,15 @@ impl Store for MemoryStore {
             .get(staged.as_str())
             .ok_or_else(|| Error::NotFound(staged.to_string()))?
             .len() as u64;
-        if held != length {
+        if held < length {
             return Err(Error::staged_length(
                 staged,
                 &format!("{held} bytes"),
                 length,
             ));
         }
-        let value = objects.remove(staged.as_str()).expect("checked above");
+        let mut value = objects.remove(staged.as_str()).expect("checked above");
+        value.truncate(usize::try_from(length).expect("held in memory"));
         objects.insert(to.to_string(), value);
         Ok(())
     }

@@ -107,14 +107,18 @@ impl Entries {
     /// Syncs `from`'s data (it may have been written without), renames it to `to`, creating
     /// `to`'s folders, and syncs the folder so the rename lasts. Waits for a writer still
     /// holding the file and for background syncs still running on it, and fails if one did.
-    /// A file that does not hold `length` bytes stays where it is: its size is returned.
+    /// Bytes past `length` are cut off first (the lock keeps every writer out). A file holding
+    /// fewer stays where it is: its size is returned.
     pub(super) fn promote(&self, from: &Path, length: u64, to: &Path) -> io::Result<Option<u64>> {
-        let file = File::open(from)?;
+        let file = OpenOptions::new().write(true).open(from)?;
         file.lock()?;
         self.writebacks.settle(from)?;
         let held = file.metadata()?.len();
-        if held != length {
+        if held < length {
             return Ok(Some(held));
+        }
+        if held > length {
+            file.set_len(length)?;
         }
         file.sync_data()?;
         self.rename(from, to, Sync::Durable)?;
