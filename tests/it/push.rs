@@ -773,10 +773,8 @@ async fn a_chunk_cut_off_midway_is_not_part_of_the_finished_blob() {
         .unwrap();
     assert_eq!(put.status(), StatusCode::CREATED);
     let stored = s
-        .request(Method::GET, &format!("/v2/cut/blobs/{digest}"))
-        .send()
+        .get(&format!("/v2/cut/blobs/{digest}"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();

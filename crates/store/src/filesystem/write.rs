@@ -145,10 +145,7 @@ impl Entries {
 
     /// Removes a file (a missing one is fine) and syncs its folder.
     pub(super) fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let held = release::hold(path);
-        let removed = fs::remove_file(path);
-        self.released.release(held);
-        match removed {
+        match self.remove_unsynced(path) {
             Ok(()) => {
                 self.forget(path);
                 path.parent().map_or(Ok(()), |dir| self.syncs.sync(dir))
@@ -161,12 +158,13 @@ impl Entries {
         }
     }
 
-    /// Removes a file without syncing its folder: a volatile write's leftover.
+    /// Removes a file without syncing its folder (a volatile write's leftover), closing it on
+    /// the releasing thread.
     fn remove_unsynced(&self, path: &Path) -> io::Result<()> {
         let held = release::hold(path);
-        fs::remove_file(path)?;
+        let removed = fs::remove_file(path);
         self.released.release(held);
-        Ok(())
+        removed
     }
 
     /// Removes a folder and everything in it (a missing one is fine). Cleanup: not synced.
