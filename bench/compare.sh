@@ -38,7 +38,9 @@ if [ "$QUICK" = 1 ]; then
 else
     BIG_MIB=1024 DURATION=5 TAGS=5000,100000 REPOS=10000 PAGE_REQUESTS=300 RUNS=3
 fi
-RATE_WORKLOADS=push-big,push-chunked,pull-big,manifest-get,blob-get-small,small-push
+# push-big runs on its own, so that a dd sample falls between it and push-chunked.
+REST_WORKLOADS=push-chunked,pull-big,manifest-get,blob-get-small,small-push
+PAGE_WORKLOADS=tags-page,catalog-page
 
 for bin in "$MARINA_BIN" "$DIST_BIN"; do
     [ -x "$bin" ] || { echo "compare.sh: $bin is missing (build marina; apt-get install docker-registry)" >&2; exit 2; }
@@ -117,17 +119,18 @@ RANDOM_FILE=$ROOT/bench/out/random-${BIG_MIB}MiB.bin
 if [ "$(stat -c %s "$RANDOM_FILE" 2>/dev/null || echo 0)" != $((BIG_MIB * 1024 * 1024)) ]; then
     head -c $((BIG_MIB * 1024 * 1024)) /dev/urandom >"$RANDOM_FILE"
 fi
-# The disk's speed drifts over a quarter of an hour here, so dd is sampled before the first run
-# and after every run, and the targets use the median of the samples.
+# This disk writes about twice as fast into space freed moments ago as into other free space
+# (bench/disk-placement.sh shows it). Every blob a run pushes is kept until the end, so its
+# pushes write into other space; dd's samples must too. So dd writes a file of its own beside
+# the run's storage, before push-big, after it, and after the run, and keeps it until the
+# storage goes; the targets use the median of all samples.
 DD_SAMPLES=()
 sample_dd() {
     local line seconds
-    line=$(dd if=/dev/zero of="$OUT/dd.bin" bs=1M count="$BIG_MIB" conv=fsync 2>&1 | tail -1)
-    rm -f "$OUT/dd.bin"
-    sync
+    line=$(dd if=/dev/zero of="$1" bs=1M count="$BIG_MIB" conv=fsync 2>&1 | tail -1)
     seconds=$(echo "$line" | sed -n 's/.*copied, \([0-9.]*\) s.*/\1/p')
     DD_SAMPLES+=("$(mib_per_s "$BIG_MIB" "$seconds")")
-    echo "dd bs=1M conv=fsync (durable writes): ${DD_SAMPLES[-1]} MiB/s   ($line)"
+    echo "dd bs=1M conv=fsync (durable writes) to $(basename "$1"): ${DD_SAMPLES[-1]} MiB/s   ($line)"
 }
 SHA_S=$(seconds openssl dgst -sha256 "$RANDOM_FILE")
 CAT_S=$(seconds cat "$RANDOM_FILE")
@@ -135,10 +138,8 @@ SHA_MIBS=$(mib_per_s "$BIG_MIB" "$SHA_S")
 CAT_MIBS=$(mib_per_s "$BIG_MIB" "$CAT_S")
 echo "openssl dgst -sha256:                 $SHA_MIBS MiB/s"
 echo "cat FILE > /dev/null (page cache):    $CAT_MIBS MiB/s"
-sample_dd
 echo
-# The random file and dd's blocks must not still be flushing (or being discarded) while run 1
-# times its fsyncs.
+# The random file's blocks must not still be flushing while run 1 times its fsyncs.
 sync
 
 start_marina() {
@@ -172,6 +173,17 @@ EOF
     DIST_PID=$!
 }
 
+# One `marina bench` of marina against Distribution: bench NAME WORKLOADS writes runNAME.json
+# and runNAME.log.
+bench() {
+    if ! "$MARINA_BIN" bench --url "http://127.0.0.1:$marina_port" --compare "http://127.0.0.1:$dist_port" \
+        --json "$OUT/run$1.json" --workloads "$2" --big-size "${BIG_MIB}MiB" --duration "$DURATION" \
+        --tags "$TAGS" --repos "$REPOS" --page-requests "$PAGE_REQUESTS" --settle 2>&1 | tee "$OUT/run$1.log"; then
+        FAILED=1
+        echo "compare.sh: run $1 had failures (see above)"
+    fi
+}
+
 FAILED=0
 STARTED=$(date +%s)
 printf 'run\tmarina_idle_kib\tmarina_peak_kib\tdist_idle_kib\tdist_peak_kib\n' >"$OUT/memory.tsv"
@@ -184,23 +196,21 @@ for run in $(seq "$RUNS"); do
     wait_port "$marina_port"
     wait_port "$dist_port"
     sleep 1
-    workloads=all
-    [ "$run" = 1 ] || workloads=$RATE_WORKLOADS
+    workloads=$REST_WORKLOADS
+    [ "$run" = 1 ] && workloads=$REST_WORKLOADS,$PAGE_WORKLOADS
     marina_idle=$(status_kib "$MARINA_PID" VmRSS)
     dist_idle=$(status_kib "$DIST_PID" VmRSS)
-    if ! "$MARINA_BIN" bench --url "http://127.0.0.1:$marina_port" --compare "http://127.0.0.1:$dist_port" \
-        --json "$OUT/run$run.json" --workloads "$workloads" --big-size "${BIG_MIB}MiB" --duration "$DURATION" \
-        --tags "$TAGS" --repos "$REPOS" --page-requests "$PAGE_REQUESTS" --settle 2>&1 | tee "$OUT/run$run.log"; then
-        FAILED=1
-        echo "compare.sh: run $run had failures (see above)"
-    fi
+    sample_dd "$OUT/run$run/dd-before.bin"
+    bench "$run-push" push-big
+    sample_dd "$OUT/run$run/dd-between.bin"
+    bench "$run" "$workloads"
     printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$marina_idle" "$(status_kib "$MARINA_PID" VmHWM)" \
         "$dist_idle" "$(status_kib "$DIST_PID" VmHWM)" >>"$OUT/memory.tsv"
     stop_servers
     # Distribution writes without fsync: its gigabytes are flushed here, not during the next
     # run's timed workloads. Within a run, --settle does the same before each measurement.
     sync
-    sample_dd
+    sample_dd "$OUT/run$run/dd-after.bin"
     echo
 done
 DD_MIBS=$(printf '%s\n' "${DD_SAMPLES[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
@@ -211,5 +221,5 @@ echo
 python3 "$ROOT/bench/summarize.py" --out "$OUT" --runs "$RUNS" \
     --sha "$SHA_MIBS" --dd "$DD_MIBS" --cat "$CAT_MIBS" | tee "$OUT/summary.txt"
 # Storage goes last: removing 100,000 tag folders takes minutes, which must not fall between runs.
-rm -rf "$OUT"/run*/marina/data "$OUT"/run*/distribution/data
+rm -rf "$OUT"/run*/marina/data "$OUT"/run*/distribution/data "$OUT"/run*/dd-*.bin
 exit "$FAILED"

@@ -5,10 +5,10 @@ each server's idle and peak RSS, and the machine's own limits beside marina's fi
 
 import argparse
 import csv
+import glob
+import json
 import os
 import statistics
-
-import json
 
 MIB = 1024
 
@@ -24,9 +24,15 @@ def parse_args():
 
 
 def load_runs(out, runs):
-    """Every run's JSON report that exists."""
-    paths = [os.path.join(out, f"run{i}.json") for i in range(1, runs + 1)]
-    return [json.load(open(p)) for p in paths if os.path.exists(p)]
+    """Every run's JSON reports that exist (run3.json, and run3-push.json beside it), each run's
+    merged into one."""
+    merged = []
+    for i in range(1, runs + 1):
+        paths = sorted(glob.glob(os.path.join(out, f"run{i}-*.json")))
+        paths += [p for p in [os.path.join(out, f"run{i}.json")] if os.path.exists(p)]
+        if paths:
+            merged.append({"summary": [row for p in paths for row in json.load(open(p))["summary"]]})
+    return merged
 
 
 def collect(reports):
