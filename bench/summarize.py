@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Summarises bench/compare.sh: the medians across runs of marina (A) and Distribution (B) from
-each run's `marina bench --json` file, their ratios, the issue's targets with PASS or MISS,
+each run's `marina bench --json` files, their ratios, the issue's targets with PASS or MISS,
 each server's idle and peak RSS, and the machine's own limits beside marina's figures."""
 
 import argparse
