@@ -29,7 +29,7 @@ def load_runs(out, runs):
     merged = []
     for i in range(1, runs + 1):
         paths = sorted(glob.glob(os.path.join(out, f"run{i}-*.json")))
-        paths += [p for p in [os.path.join(out, f"run{i}.json")] if os.path.exists(p)]
+        paths += glob.glob(os.path.join(out, f"run{i}.json"))
         if paths:
             merged.append({"summary": [row for p in paths for row in json.load(open(p))["summary"]]})
     return merged
