@@ -7,6 +7,7 @@ mod bench;
 mod clients;
 mod common;
 mod discovery;
+mod early_answers;
 mod garage;
 mod invariants;
 mod management;

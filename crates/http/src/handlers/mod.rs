@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use marina_registry::Registry;
 
+use crate::drain::DrainOnDrop;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
 use crate::sendfile::SendQueue;
@@ -22,6 +23,8 @@ pub(crate) struct RouteTemplate(pub(crate) &'static str);
 /// The one handler behind `/`: every path is parsed here, so names of any depth work.
 pub(crate) async fn handle(State(registry): State<Registry>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    // Every answer below may come before the body is read: the wrapper drains what is left.
+    let body = DrainOnDrop::wrap(body, &parts.headers);
     let endpoint = match Endpoint::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(endpoint) => endpoint,
         Err(e) => return e.into_response(),
