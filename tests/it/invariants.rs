@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use marina_store::memory::MemoryStore;
-use marina_store::{ByteStream, InputStream, Key, Store};
+use marina_store::{Appended, ByteStream, InputStream, Key, Part, Store};
 use reqwest::{Method, StatusCode};
 
 use crate::common::*;
@@ -327,20 +327,23 @@ async fn sigterm_lets_requests_in_flight_finish() {
     assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
 }
 
-/// A store that panics on keys containing `panic` and fails on keys containing `broken`.
+/// A store that panics on keys containing `panic`, fails with an I/O error on keys containing
+/// `broken` and with a full disk on keys containing `full`, in every operation.
 #[derive(Debug, Default)]
 struct FaultyStore(MemoryStore);
 
 impl FaultyStore {
     fn check(key: &Key) -> marina_store::Result<()> {
-        assert!(!key.as_str().contains("panic"), "injected panic");
-        if key.as_str().contains("broken") {
-            return Err(marina_store::Error::io(
-                key,
-                std::io::Error::other("disk on fire at /secret/path"),
-            ));
-        }
-        Ok(())
+        let key = key.as_str();
+        assert!(!key.contains("panic"), "injected panic");
+        let fault = if key.contains("broken") {
+            std::io::Error::other("disk on fire at /secret/path")
+        } else if key.contains("full") {
+            std::io::Error::from_raw_os_error(28)
+        } else {
+            return Ok(());
+        };
+        Err(marina_store::Error::io(key, fault))
     }
 }
 
@@ -355,15 +358,19 @@ impl Store for FaultyStore {
         self.0.size(key).await
     }
     async fn read(&self, key: &Key, range: Range<u64>) -> marina_store::Result<ByteStream> {
+        Self::check(key)?;
         self.0.read(key, range).await
     }
     async fn put(&self, key: &Key, value: Bytes) -> marina_store::Result<()> {
+        Self::check(key)?;
         self.0.put(key, value).await
     }
     async fn delete(&self, key: &Key) -> marina_store::Result<()> {
+        Self::check(key)?;
         self.0.delete(key).await
     }
     async fn delete_prefix(&self, prefix: &Key) -> marina_store::Result<()> {
+        Self::check(prefix)?;
         self.0.delete_prefix(prefix).await
     }
     async fn list(
@@ -379,11 +386,20 @@ impl Store for FaultyStore {
         key: &Key,
         offset: u64,
         input: InputStream,
-    ) -> marina_store::Result<u64> {
+    ) -> marina_store::Result<Appended> {
+        Self::check(key)?;
         self.0.append(key, offset, input).await
     }
-    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> marina_store::Result<()> {
-        self.0.promote(staged, length, to).await
+    async fn promote(
+        &self,
+        staged: &Key,
+        parts: &[Part],
+        length: u64,
+        to: &Key,
+    ) -> marina_store::Result<()> {
+        Self::check(staged)?;
+        Self::check(to)?;
+        self.0.promote(staged, parts, length, to).await
     }
 }
 
@@ -396,13 +412,12 @@ async fn panics_and_storage_faults_are_contained() {
     )
     .await;
     let panicked = s.get("/v2/panic/manifests/v1").await;
-    assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_error(panicked, 500, "UNKNOWN").await;
     let failed = s.get("/v2/broken/manifests/v1").await;
-    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let body = failed.text().await.unwrap();
+    assert_eq!(header(&failed, "retry-after"), "5");
+    let body = assert_error(failed, 503, "UNAVAILABLE").await;
     assert!(
-        body.contains("\"UNKNOWN\"") && !body.contains("secret") && !body.contains("repos/"),
+        !body.contains("secret") && !body.contains("repos/"),
         "details leaked: {body}"
     );
     assert_eq!(
@@ -411,6 +426,52 @@ async fn panics_and_storage_faults_are_contained() {
         "still serving"
     );
     assert_eq!(s.push_blob("fine", b"ok").await, sha256(b"ok"));
+}
+
+/// Every write path meets the fault: a session start, a chunk, a commit, a manifest, a delete.
+#[tokio::test]
+async fn a_full_disk_answers_507_and_other_faults_503_on_every_write() {
+    let s = Server::serve(
+        Arc::new(FaultyStore::default()),
+        marina_registry::Config::default(),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    for (repo, status, message) in [
+        ("full", 507, "out of storage space"),
+        ("broken", 503, "try again"),
+    ] {
+        let start = s
+            .request(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_error(start, status, "UNAVAILABLE").await;
+        assert!(body.contains(message), "{repo}: {body}");
+        let digest = sha256(b"x");
+        let single = s
+            .request(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            )
+            .body(b"x".to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_error(single, status, "UNAVAILABLE").await;
+        let manifest = image_manifest(&descriptor(EMPTY_JSON, b"{}"), &[], "");
+        let put = s
+            .put_manifest(repo, "v1", OCI_MANIFEST, manifest.as_bytes())
+            .await;
+        assert_error(put, status, "UNAVAILABLE").await;
+        let delete = s.request(Method::DELETE, &format!("/v2/{repo}/blobs/{digest}"));
+        assert_error(delete.send().await.unwrap(), status, "UNAVAILABLE").await;
+    }
+    let catalog = s.get("/v2/_catalog").await.text().await.unwrap();
+    assert!(
+        !catalog.contains("full") && !catalog.contains("broken"),
+        "{catalog}"
+    );
 }
 
 fn run_marina(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {

@@ -128,6 +128,7 @@ impl Registry {
         &self,
         repo: &RepoName,
         staged: &Key,
+        parts: &[marina_store::Part],
         length: u64,
         digest: &Digest,
     ) -> Result<()> {
@@ -135,7 +136,7 @@ impl Registry {
         if self.exists(&content).await? {
             self.store.delete(staged).await?;
         } else {
-            self.store.promote(staged, length, &content).await?;
+            self.store.promote(staged, parts, length, &content).await?;
         }
         self.link_blob(repo, digest).await
     }

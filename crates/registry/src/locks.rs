@@ -16,20 +16,24 @@ pub(crate) struct SessionLocks {
 impl SessionLocks {
     /// Waits for the session's lock; it is released when the guard drops.
     pub(crate) async fn lock(&self, id: &str) -> OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.locks.lock().expect("session lock map");
-            if locks.len() >= PRUNE_AT {
-                locks.retain(|_, weak| weak.strong_count() > 0);
-            }
-            match locks.get(id).and_then(Weak::upgrade) {
-                Some(lock) => lock,
-                None => {
-                    let lock = Arc::new(AsyncMutex::new(()));
-                    locks.insert(id.to_owned(), Arc::downgrade(&lock));
-                    lock
-                }
-            }
-        };
-        lock.lock_owned().await
+        self.entry(id).lock_owned().await
+    }
+
+    /// The session's lock if no request holds it now.
+    pub(crate) fn try_lock(&self, id: &str) -> Option<OwnedMutexGuard<()>> {
+        self.entry(id).try_lock_owned().ok()
+    }
+
+    fn entry(&self, id: &str) -> Arc<AsyncMutex<()>> {
+        let mut locks = self.locks.lock().expect("session lock map");
+        if locks.len() >= PRUNE_AT {
+            locks.retain(|_, weak| weak.strong_count() > 0);
+        }
+        if let Some(lock) = locks.get(id).and_then(Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(AsyncMutex::new(()));
+        locks.insert(id.to_owned(), Arc::downgrade(&lock));
+        lock
     }
 }

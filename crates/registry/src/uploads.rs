@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use marina_oci::{Algorithm, Digest, Hasher, RepoName};
-use marina_store::{InputStream, Key};
+use marina_store::{InputStream, Key, Part};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Registry, Result, keys};
@@ -69,6 +69,9 @@ impl fmt::Display for UploadId {
     }
 }
 
+/// Keys listed per page by the upload purge.
+const PURGE_PAGE: usize = 1000;
+
 /// Where an upload stands.
 #[derive(Debug, Clone)]
 pub struct UploadStatus {
@@ -90,6 +93,10 @@ struct SessionState {
     /// The store's volatile epoch when this was written: the session is void once it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     epoch: Option<String>,
+    /// The staged parts holding exactly the hashed bytes, in order (backends that keep parts
+    /// apart name them). State from before parts were recorded has none: see [`Session::load`].
+    #[serde(default)]
+    parts: Option<Vec<Part>>,
 }
 
 fn now_secs() -> u64 {
@@ -104,6 +111,7 @@ struct Session {
     id: UploadId,
     offset: u64,
     hasher: Hasher,
+    parts: Vec<Part>,
 }
 
 impl Session {
@@ -113,6 +121,17 @@ impl Session {
 
     fn data_key(&self) -> Key {
         keys::upload_data(&self.repo, &self.id)
+    }
+
+    /// Staged data that vanished under a session (a cancel or purge elsewhere, a replica that
+    /// committed it first) means the session is gone: 404, never 500.
+    fn gone_if_missing(&self, e: Error) -> Error {
+        match e {
+            Error::Store(store) if store.is_not_found() => {
+                Error::UploadUnknown(self.id.to_string())
+            }
+            other => other,
+        }
     }
 
     fn status(&self) -> UploadStatus {
@@ -138,12 +157,15 @@ impl Registry {
             id: UploadId::random(),
             offset: 0,
             hasher: algorithm.hasher(),
+            parts: Vec::new(),
         };
+        self.save_session(&session).await?;
         // Marks the repository for the purge, which cannot rely on the catalog: a repository
-        // whose only content is an unfinished upload is not in it.
+        // whose only content is an unfinished upload is not in it. After the state, so that a
+        // purge removing the marker of a repository it saw empty finds this session when it
+        // looks again (see `purge_repo_uploads`).
         self.put_if_absent(&keys::uploading_entry(repo), bytes::Bytes::new())
             .await?;
-        self.save_session(&session).await?;
         Ok(session.status())
     }
 
@@ -168,7 +190,7 @@ impl Registry {
         body: InputStream,
     ) -> Result<UploadStatus> {
         let _turn = self.sessions.lock(id.as_ref()).await;
-        let mut session = self.load_session(repo, id).await?;
+        let mut session = self.load_held_session(repo, id).await?;
         check_start(&session, start)?;
         self.receive(&mut session, body).await?;
         self.save_session(&session).await?;
@@ -189,7 +211,7 @@ impl Registry {
         body: Option<InputStream>,
     ) -> Result<()> {
         let _turn = self.sessions.lock(id.as_ref()).await;
-        let mut session = self.load_session(repo, id).await?;
+        let mut session = self.load_held_session(repo, id).await?;
         if let Some(body) = body {
             check_start(&session, start)?;
             self.receive(&mut session, body).await?;
@@ -201,8 +223,10 @@ impl Registry {
                 actual,
             });
         }
-        self.commit_blob(repo, &session.data_key(), session.offset, digest)
-            .await?;
+        let (staged, parts) = (session.data_key(), session.parts.as_slice());
+        self.commit_blob(repo, &staged, parts, session.offset, digest)
+            .await
+            .map_err(|e| session.gone_if_missing(e))?;
         self.store.delete_prefix(&keys::upload(repo, id)).await?;
         Ok(())
     }
@@ -236,13 +260,14 @@ impl Registry {
     /// [`Error::UploadUnknown`] for a missing session.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
         let _turn = self.sessions.lock(id.as_ref()).await;
-        self.load_session(repo, id).await?;
+        self.load_held_session(repo, id).await?;
         self.store.delete_prefix(&keys::upload(repo, id)).await?;
         Ok(())
     }
 
     /// Deletes every session idle for longer than the configured expiry, in every repository
-    /// that ever had one. Returns how many.
+    /// that ever had one, and the marker of every repository left without sessions. Returns
+    /// how many sessions. A session a request of this process is working on is never idle.
     ///
     /// # Errors
     /// When the store fails.
@@ -251,7 +276,7 @@ impl Registry {
         let mut last: Option<String> = None;
         loop {
             let page = self
-                .marked_repos(&keys::uploading(), last.as_deref(), 1000)
+                .marked_repos(&keys::uploading(), last.as_deref(), PURGE_PAGE)
                 .await?;
             for name in &page.items {
                 let Ok(repo) = name.parse::<RepoName>() else {
@@ -266,36 +291,102 @@ impl Registry {
         }
     }
 
+    /// Purges one repository's stale sessions, a page at a time; drops its marker when none
+    /// is left. The marker goes first and the sessions are listed again: a session started
+    /// meanwhile wrote its state before it checked the marker, so it is seen then and the
+    /// marker comes back, or it checks after the removal and writes the marker itself.
     async fn purge_repo_uploads(&self, repo: &RepoName) -> Result<usize> {
-        let keys = self
-            .store
-            .list(&keys::uploads(repo), None, usize::MAX)
-            .await?;
         let mut purged = 0;
-        for id in keys.iter().filter_map(|k| k.strip_suffix("/state")) {
-            let Ok(id) = id.parse::<UploadId>() else {
-                continue;
-            };
-            if matches!(
-                self.load_session(repo, &id).await,
-                Err(Error::UploadUnknown(_))
-            ) {
-                purged += 1;
+        let mut after: Option<String> = None;
+        let mut live = false;
+        loop {
+            let page = self
+                .store
+                .list(&keys::uploads(repo), after.as_deref(), PURGE_PAGE)
+                .await?;
+            for id in page.iter().filter_map(|k| k.strip_suffix("/state")) {
+                match id.parse::<UploadId>() {
+                    Ok(id) if self.purge_if_stale(repo, &id).await? => purged += 1,
+                    _ => live = true,
+                }
+            }
+            if page.len() < PURGE_PAGE {
+                break;
+            }
+            after = page.last().cloned();
+        }
+        if !live {
+            let marker = keys::uploading_entry(repo);
+            self.store.delete(&marker).await?;
+            if !self
+                .store
+                .list(&keys::uploads(repo), None, 1)
+                .await?
+                .is_empty()
+            {
+                self.store.put(&marker, bytes::Bytes::new()).await?;
             }
         }
         Ok(purged)
     }
 
-    /// Streams `body` into the session's data, hashing as it goes; updates offset and hasher.
-    /// The bytes become durable when the blob is committed.
+    /// Deletes the session if it is stale and no request of this process holds it.
+    async fn purge_if_stale(&self, repo: &RepoName, id: &UploadId) -> Result<bool> {
+        let Some(_turn) = self.sessions.try_lock(id.as_ref()) else {
+            return Ok(false);
+        };
+        self.delete_if_stale(repo, id).await
+    }
+
+    /// Deletes the session if it is stale; the caller holds its lock.
+    async fn delete_if_stale(&self, repo: &RepoName, id: &UploadId) -> Result<bool> {
+        let stale = match self.store.get(&keys::upload_state(repo, id)).await {
+            Err(e) if e.is_not_found() => return Ok(false),
+            Ok(raw) => serde_json::from_slice::<SessionState>(&raw)
+                .map_or(true, |state| self.is_stale(&state)),
+            Err(e) => return Err(e.into()),
+        };
+        if stale {
+            self.store.delete_prefix(&keys::upload(repo, id)).await?;
+        }
+        Ok(stale)
+    }
+
+    /// Streams `body` into the session's data, hashing as it goes; updates offset, parts and
+    /// hasher. The bytes become durable when the blob is committed.
     async fn receive(&self, session: &mut Session, body: InputStream) -> Result<()> {
         let (hashed, hasher) = crate::hashing::hash_on_the_way(body, session.hasher.clone());
         let (key, offset) = (session.data_key(), session.offset);
-        session.offset = self.store.append(&key, offset, hashed).await?;
+        let append = self.store.append(&key, offset, hashed);
+        let appended = self
+            .keeping_alive(session, append)
+            .await?
+            .map_err(|e| session.gone_if_missing(e.into()))?;
         session.hasher = hasher
             .await
             .map_err(|e| Error::BodyIncomplete(format!("hashing stopped: {e}")))?;
+        session.offset = appended.length;
+        session.parts.extend(appended.part);
         Ok(())
+    }
+
+    /// Runs `work` on the session, re-saving its unchanged state every third of the expiry, so
+    /// that no purge, on this replica or another, takes a session for idle while a slow client
+    /// is still sending to it.
+    async fn keeping_alive<T>(
+        &self,
+        session: &Session,
+        work: impl Future<Output = T>,
+    ) -> Result<T> {
+        let every = (self.config.upload_expiry / 3).max(std::time::Duration::from_millis(10));
+        let mut work = std::pin::pin!(work);
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                _ = beat.tick() => self.save_session(session).await?,
+            }
+        }
     }
 
     /// The digest of the session's data: from the streamed hash, or, when the client chose a
@@ -306,10 +397,12 @@ impl Registry {
         }
         let mut hasher = algorithm.hasher();
         if session.offset > 0 {
+            let (key, parts) = (session.data_key(), &session.parts);
             let mut data = self
                 .store
-                .read(&session.data_key(), 0..session.offset)
-                .await?;
+                .read_staged(&key, parts, 0..session.offset)
+                .await
+                .map_err(|e| session.gone_if_missing(e.into()))?;
             while let Some(chunk) = data.next().await {
                 hasher.update(&chunk?);
             }
@@ -324,6 +417,7 @@ impl Registry {
             hash: hex::encode(session.hasher.save()),
             touched: now_secs(),
             epoch: self.store.volatile_epoch().map(str::to_owned),
+            parts: Some(session.parts.clone()),
         };
         let bytes = serde_json::to_vec(&state)
             .expect("session state serializes")
@@ -332,8 +426,25 @@ impl Registry {
         Ok(())
     }
 
-    /// Loads a session; an expired one, or one the machine may have lost bytes of since, is
-    /// deleted and reported unknown.
+    /// Whether a session is past its expiry, or the machine may have lost bytes of it since.
+    fn is_stale(&self, state: &SessionState) -> bool {
+        let idle = Duration::from_secs(now_secs().saturating_sub(state.touched));
+        let lost = state.epoch.is_some() && state.epoch.as_deref() != self.store.volatile_epoch();
+        idle > self.config.upload_expiry || lost
+    }
+
+    /// Loads a session for a request that holds its lock: a stale one is deleted on the way,
+    /// as the purge would.
+    async fn load_held_session(&self, repo: &RepoName, id: &UploadId) -> Result<Session> {
+        let loaded = self.load_session(repo, id).await;
+        if matches!(loaded, Err(Error::UploadUnknown(_))) {
+            self.delete_if_stale(repo, id).await?;
+        }
+        loaded
+    }
+
+    /// Loads a session. A stale one is unknown (the purge deletes it), and so is one whose
+    /// state, written before parts were recorded, cannot say which staged bytes it hashed.
     async fn load_session(&self, repo: &RepoName, id: &UploadId) -> Result<Session> {
         let unknown = || Error::UploadUnknown(id.to_string());
         let raw = match self.store.get(&keys::upload_state(repo, id)).await {
@@ -341,12 +452,14 @@ impl Registry {
             other => other?,
         };
         let state: SessionState = serde_json::from_slice(&raw).map_err(|_| unknown())?;
-        let idle = Duration::from_secs(now_secs().saturating_sub(state.touched));
-        let lost = state.epoch.is_some() && state.epoch.as_deref() != self.store.volatile_epoch();
-        if idle > self.config.upload_expiry || lost {
-            self.store.delete_prefix(&keys::upload(repo, id)).await?;
+        if self.is_stale(&state) {
             return Err(unknown());
         }
+        let parts = match state.parts {
+            Some(parts) => parts,
+            None if state.offset == 0 => Vec::new(),
+            None => return Err(unknown()),
+        };
         let algorithm: Algorithm = state.algorithm.parse().map_err(|_| unknown())?;
         let saved = hex::decode(&state.hash).map_err(|_| unknown())?;
         let hasher = Hasher::restore(algorithm, &saved).map_err(|_| unknown())?;
@@ -355,6 +468,7 @@ impl Registry {
             id: id.clone(),
             offset: state.offset,
             hasher,
+            parts,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod filesystem;
 mod key;
 pub mod memory;
 pub mod s3;
+mod staging;
 pub mod testsuite;
 
 use std::ops::Range;
@@ -19,6 +20,7 @@ use futures_util::Stream;
 pub use content::{Content, FileSlice};
 pub use error::{Error, Result};
 pub use key::{Key, KeyError};
+pub use staging::{Appended, Part};
 
 /// A stream of bytes read from a store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -77,13 +79,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<String>>;
 
     /// Writes `input` into the staging object `key` from byte `offset` on, discarding anything
-    /// stored past `offset` before. `offset` is 0 or a length an earlier `append` returned
-    /// (backends may keep appends as separate parts). Returns the new length once the bytes
-    /// are stored, volatile: they survive a crash of the process, and one of the machine once
+    /// stored past `offset` before. `offset` is 0 or a length an earlier `append` returned.
+    /// Returns the new length and the part that holds the bytes once they are stored,
+    /// volatile: they survive a crash of the process, and one of the machine once
     /// [`Store::promote`] made them durable. If it fails, the bytes up to `offset` are
-    /// untouched. A staging object is measured with [`Store::size`] and read with
-    /// [`Store::read`].
-    async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64>;
+    /// untouched. A staging object is read with [`Store::read_staged`].
+    async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<Appended>;
 
     /// Names the span in which volatile writes stay readable: it changes whenever they may
     /// have been lost. State built on volatile writes records it, and is void once it differs.
@@ -92,10 +93,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
-    /// Makes the first `length` bytes of the staging object `staged` readable as the immutable
-    /// object `to`, atomically and durably, and removes it from staging. Bytes staged past
-    /// `length` (a request cut off after some of its bytes were stored) are dropped. Fails,
-    /// changing nothing, when fewer are staged, or when a write the caller no longer counts on
-    /// landed among them.
-    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> Result<()>;
+    /// Streams `range` of the staging object `staged` as made of `parts` (what the appends that
+    /// built it returned, in order). Backends that keep one file per staging object read it.
+    async fn read_staged(
+        &self,
+        staged: &Key,
+        parts: &[Part],
+        range: Range<u64>,
+    ) -> Result<ByteStream> {
+        let _ = parts;
+        self.read(staged, range).await
+    }
+
+    /// Makes the first `length` bytes of the staging object `staged`, as made of `parts`,
+    /// readable as the immutable object `to`, atomically and durably, and removes it from
+    /// staging. Only the named parts count: bytes a write the caller never counted stored
+    /// (a request cut off on marina's side, a racing write from another replica) are never
+    /// committed. Bytes staged past `length` are dropped. Fails, changing nothing, when fewer
+    /// are staged; [`Error::NotFound`] when the staging object or a named part is gone.
+    async fn promote(&self, staged: &Key, parts: &[Part], length: u64, to: &Key) -> Result<()>;
 }

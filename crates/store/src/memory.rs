@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::{ByteStream, Error, InputStream, Key, Result, Store};
+use crate::{Appended, ByteStream, Error, InputStream, Key, Part, Result, Store};
 
 /// Objects in a `BTreeMap`; lost when dropped.
 #[derive(Debug, Default)]
@@ -98,7 +98,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn append(&self, key: &Key, offset: u64, mut input: InputStream) -> Result<u64> {
+    async fn append(&self, key: &Key, offset: u64, mut input: InputStream) -> Result<Appended> {
         let existing = self.lookup(key).unwrap_or_default();
         let keep = usize::try_from(offset).unwrap_or(usize::MAX);
         if existing.len() < keep {
@@ -113,11 +113,16 @@ impl Store for MemoryStore {
         }
         let length = data.len() as u64;
         self.insert(key, data.freeze());
-        Ok(length)
+        Ok(Appended::whole(length))
     }
 
-    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> Result<()> {
+    async fn promote(&self, staged: &Key, _: &[Part], length: u64, to: &Key) -> Result<()> {
         let mut objects = self.objects.lock().expect("memory store lock");
+        if length == 0 && !objects.contains_key(staged.as_str()) {
+            // An empty upload never appended anything.
+            objects.insert(to.to_string(), Bytes::new());
+            return Ok(());
+        }
         let held = objects
             .get(staged.as_str())
             .ok_or_else(|| Error::NotFound(staged.to_string()))?

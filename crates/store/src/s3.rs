@@ -1,8 +1,10 @@
 //! The S3 backend: objects in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW, Garage) through
-//! the `object_store` crate. A staging object is a run of part objects `<key>/<offset>`, one
-//! per append, so an upload can continue from any replica; `promote` copies a single part
-//! server-side, or streams the parts into one multipart upload (any size, memory bounded).
-//! Conditional writes are never used: Garage ignores them.
+//! the `object_store` crate. A staging object is a run of part objects `<key>/<offset>-<nonce>`,
+//! one per append, so an upload can continue from any replica. Each append writes a part of its
+//! own, never one another writer also writes, and `promote` assembles exactly the parts its
+//! caller names: bytes from a racing replica or a late, cut-off write are never committed. It
+//! copies a single part server-side, or streams the parts into one multipart upload (any size,
+//! memory bounded). Conditional writes are never used: Garage ignores them.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use object_store::{
     ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
 };
 
-use crate::{ByteStream, Error, InputStream, Key, Result, Store};
+use crate::{Appended, ByteStream, Error, InputStream, Key, Part, Result, Store};
 
 /// The largest object a single `CopyObject` may copy (S3's limit).
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -141,8 +143,10 @@ impl S3Store {
         Path::from(format!("{}{key}", self.prefix))
     }
 
-    /// The part objects of a staging object, in offset order, with their offsets and sizes.
-    async fn parts(&self, staged: &Key) -> Result<Vec<(Path, u64, u64)>> {
+    /// The named parts of a staging object, in order, with their paths, offsets and sizes.
+    /// Each must exist and start where the one before it ends; other part objects under the
+    /// key (a racing replica's, a cut-off write's) are ignored.
+    async fn named_parts(&self, staged: &Key, names: &[Part]) -> Result<Vec<(Path, u64, u64)>> {
         let folder = self.path(staged);
         let listed: Vec<_> = self
             .bucket
@@ -150,23 +154,31 @@ impl S3Store {
             .try_collect()
             .await
             .map_err(|e| fault(staged, e))?;
-        let mut parts: Vec<(Path, u64, u64)> = listed
+        let sizes: std::collections::HashMap<String, (Path, u64)> = listed
             .into_iter()
             .filter_map(|meta| {
-                let offset = meta.location.filename()?.parse().ok()?;
-                Some((meta.location, offset, meta.size))
+                let name = meta.location.filename()?.to_owned();
+                Some((name, (meta.location, meta.size)))
             })
             .collect();
-        parts.sort_by_key(|(_, offset, _)| *offset);
+        let mut end = 0;
+        let mut parts = Vec::with_capacity(names.len());
+        for name in names {
+            let Some((path, size)) = sizes.get(name) else {
+                return Err(Error::NotFound(format!("{staged}/{name}")));
+            };
+            if part_offset(name) != Some(end) {
+                let held = format!("part {name} where byte {end} was expected");
+                return Err(Error::staged_length(staged, &held, end));
+            }
+            parts.push((path.clone(), end, *size));
+            end += size;
+        }
         Ok(parts)
     }
 
-    /// A staging object read as one: its parts' bytes within `range`.
-    async fn read_parts(&self, key: &Key, range: Range<u64>) -> Result<ByteStream> {
-        let parts = self.parts(key).await?;
-        if parts.is_empty() {
-            return Err(Error::NotFound(key.to_string()));
-        }
+    /// The bytes of `parts` (from [`Self::named_parts`]) within `range`, as one stream.
+    fn read_parts(&self, key: &Key, parts: Vec<(Path, u64, u64)>, range: Range<u64>) -> ByteStream {
         let bucket = Arc::clone(&self.bucket);
         let owned = key.clone();
         let pieces = parts.into_iter().filter_map(move |(path, offset, size)| {
@@ -191,7 +203,7 @@ impl S3Store {
                 }
             })
             .try_flatten();
-        Ok(Box::pin(stream))
+        Box::pin(stream)
     }
 
     /// Streams `input` into one new object, with a single PUT when it is small and a multipart
@@ -241,23 +253,12 @@ impl S3Store {
         Ok(length)
     }
 
-    /// Concatenates part objects into one new object through a multipart upload.
-    async fn concatenate(&self, parts: Vec<(Path, u64, u64)>, to: &Key) -> Result<()> {
-        let bucket = Arc::clone(&self.bucket);
-        let key = to.clone();
-        let bytes = futures_util::stream::iter(parts)
-            .then(move |(path, _, _)| {
-                let bucket = Arc::clone(&bucket);
-                let key = key.clone();
-                async move {
-                    let got = bucket
-                        .get(&path)
-                        .await
-                        .map_err(|e| std::io::Error::other(fault(&key, e)))?;
-                    Ok::<_, std::io::Error>(got.into_stream().map_err(std::io::Error::other))
-                }
-            })
-            .try_flatten();
+    /// Concatenates the first `length` bytes of part objects into one new object through a
+    /// multipart upload.
+    async fn concatenate(&self, parts: Vec<(Path, u64, u64)>, length: u64, to: &Key) -> Result<()> {
+        let bytes = self
+            .read_parts(to, parts, 0..length)
+            .map_err(std::io::Error::other);
         match self.write_object(&self.path(to), to, Box::pin(bytes)).await {
             Err(Error::Input(e)) => Err(Error::Unavailable(format!(
                 "reading staged parts for {to}: {e}"
@@ -267,13 +268,19 @@ impl S3Store {
     }
 }
 
-/// How many bytes staged parts hold from offset 0 on, when each starts where the one before it
-/// ends; `None` when there is a gap or an overlap. A part PUT that was cut off on marina's side
-/// can still complete at the server after a retry wrote the same offset, with other bytes.
-fn tiled_length(parts: &[(Path, u64, u64)]) -> Option<u64> {
-    parts.iter().try_fold(0, |end, (_, start, size)| {
-        (*start == end).then_some(end + size)
-    })
+/// A fresh part name for an append at `offset`: the offset, so names sort in order, and 64
+/// random bits, so no two writes ever share a part.
+fn part_name(offset: u64) -> Part {
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).expect("the OS random source works");
+    format!("{offset:0OFFSET_DIGITS$}-{}", hex::encode(nonce))
+}
+
+/// The offset a part name starts with.
+fn part_offset(name: &str) -> Option<u64> {
+    let (offset, nonce) = name.split_once('-')?;
+    let valid = offset.len() == OFFSET_DIGITS && nonce.len() == 16;
+    valid.then(|| offset.parse().ok()).flatten()
 }
 
 /// Every backend failure but a missing object means the bucket is out of reach for now: 503.
@@ -298,13 +305,6 @@ impl Store for S3Store {
     async fn size(&self, key: &Key) -> Result<u64> {
         match self.bucket.head(&self.path(key)).await {
             Ok(meta) => Ok(meta.size),
-            Err(object_store::Error::NotFound { .. }) => {
-                let parts = self.parts(key).await?;
-                if parts.is_empty() {
-                    return Err(Error::NotFound(key.to_string()));
-                }
-                Ok(parts.iter().map(|(_, _, size)| size).sum())
-            }
             Err(e) => Err(fault(key, e)),
         }
     }
@@ -321,7 +321,6 @@ impl Store for S3Store {
                     got.into_stream().map_err(move |e| fault(&owned, e)),
                 ))
             }
-            Err(object_store::Error::NotFound { .. }) => self.read_parts(key, range).await,
             Err(e) => Err(fault(key, e)),
         }
     }
@@ -383,50 +382,47 @@ impl Store for S3Store {
             .collect())
     }
 
-    async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
-        let mut held = 0;
-        for (path, start, size) in self.parts(key).await? {
-            if start >= offset {
-                self.bucket.delete(&path).await.map_err(|e| fault(key, e))?;
-            } else {
-                held = held.max(start + size);
-            }
-        }
-        if held != offset {
-            let message = format!("staging holds {held} bytes but the upload expects {offset}");
-            return Err(Error::io(key, std::io::Error::other(message)));
-        }
-        let part = Path::from(format!("{}/{offset:0OFFSET_DIGITS$}", self.path(key)));
-        Ok(offset + self.write_object(&part, key, input).await?)
+    async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<Appended> {
+        let name = part_name(offset);
+        let path = Path::from(format!("{}/{name}", self.path(key)));
+        let written = self.write_object(&path, key, input).await?;
+        Ok(Appended {
+            length: offset + written,
+            part: (written > 0).then_some(name),
+        })
     }
 
-    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> Result<()> {
-        let mut parts = self.parts(staged).await?;
-        // Parts from a request cut off after they were stored, which the caller never counted.
-        parts.retain(|(_, start, _)| *start < length);
-        match tiled_length(&parts) {
-            Some(held) if held == length => {}
-            Some(held) => {
-                return Err(Error::staged_length(
-                    staged,
-                    &format!("{held} bytes"),
-                    length,
-                ));
-            }
-            None => {
-                let held = "parts with a gap or an overlap between them";
-                return Err(Error::staged_length(staged, held, length));
-            }
+    async fn read_staged(
+        &self,
+        staged: &Key,
+        parts: &[Part],
+        range: Range<u64>,
+    ) -> Result<ByteStream> {
+        let parts = self.named_parts(staged, parts).await?;
+        Ok(self.read_parts(staged, parts, range))
+    }
+
+    async fn promote(&self, staged: &Key, parts: &[Part], length: u64, to: &Key) -> Result<()> {
+        let mut parts = self.named_parts(staged, parts).await?;
+        let held: u64 = parts.iter().map(|(_, _, size)| size).sum();
+        if held < length {
+            return Err(Error::staged_length(
+                staged,
+                &format!("{held} bytes"),
+                length,
+            ));
         }
+        // The last part may hold bytes past `length` only when the caller counted fewer.
+        parts.retain(|(_, start, _)| *start < length);
         match parts.as_slice() {
             [] => self.put(to, Bytes::new()).await?,
-            [(path, _, size)] if *size <= self.copy_limit => {
+            [(path, _, size)] if *size == length && *size <= self.copy_limit => {
                 self.bucket
                     .copy(path, &self.path(to))
                     .await
                     .map_err(|e| fault(to, e))?;
             }
-            _ => self.concatenate(parts.clone(), to).await?,
+            _ => self.concatenate(parts, length, to).await?,
         }
         self.delete_prefix(
             &Key::new(format!("{staged}/"))
@@ -440,19 +436,14 @@ impl Store for S3Store {
 mod tests {
     use super::*;
 
-    fn parts(spans: &[(u64, u64)]) -> Vec<(Path, u64, u64)> {
-        let path = |start: &u64| Path::from(format!("s/data/{start:0OFFSET_DIGITS$}"));
-        spans.iter().map(|(s, n)| (path(s), *s, *n)).collect()
-    }
-
     #[test]
-    fn staged_parts_count_only_when_they_run_gap_free_from_zero() {
-        assert_eq!(tiled_length(&parts(&[])), Some(0));
-        assert_eq!(tiled_length(&parts(&[(0, 3), (3, 4)])), Some(7));
-        // A late write of a shorter chunk over a retried longer one leaves a gap; a longer one
-        // an overlap; neither may be committed.
-        assert_eq!(tiled_length(&parts(&[(0, 3), (6, 4)])), None);
-        assert_eq!(tiled_length(&parts(&[(0, 8), (6, 4)])), None);
-        assert_eq!(tiled_length(&parts(&[(2, 5)])), None);
+    fn part_names_sort_by_offset_and_never_repeat() {
+        let (a, b) = (part_name(5), part_name(5));
+        assert_ne!(a, b);
+        assert_eq!(part_offset(&a), Some(5));
+        assert!(part_name(9) < part_name(10));
+        for bad in ["5", "00000000000000000005", "x-0011223344556677", "5-00"] {
+            assert_eq!(part_offset(bad), None, "{bad}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::{InputStream, Key, Store};
+use crate::{InputStream, Key, Part, Store};
 
 fn key(s: &str) -> Key {
     Key::new(s).expect("test keys are valid")
@@ -17,12 +17,7 @@ fn input(parts: &[&'static [u8]]) -> InputStream {
 }
 
 async fn read_all(store: &dyn Store, k: &Key, range: std::ops::Range<u64>) -> Vec<u8> {
-    let mut stream = store.read(k, range).await.expect("read");
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.expect("read chunk"));
-    }
-    out
+    collect(store.read(k, range).await.expect("read")).await
 }
 
 /// Runs every check against an empty store.
@@ -34,6 +29,8 @@ pub async fn run(store: &dyn Store) {
     appends_resume_at_the_offset(store).await;
     promote_moves_staged_bytes(store).await;
     promote_takes_the_counted_bytes_and_refuses_missing_ones(store).await;
+    promote_of_an_empty_upload_that_never_appended(store).await;
+    racing_appends_commit_the_counted_part(store).await;
 }
 
 async fn objects_round_trip(store: &dyn Store) {
@@ -179,105 +176,148 @@ async fn prefixes_delete_together(store: &dyn Store) {
     );
 }
 
-/// A staging object's bytes, read the way the registry reads one (`size`, then `read`).
-async fn staged(store: &dyn Store, k: &Key) -> Vec<u8> {
-    let size = store.size(k).await.expect("staged size");
-    read_all(store, k, 0..size).await
+/// A staging object as its writer tracks it, the way the registry's upload sessions do: the
+/// parts it counted and its length. An append that failed changes nothing here.
+struct Tracked<'a> {
+    store: &'a dyn Store,
+    key: Key,
+    parts: Vec<(u64, Part)>,
+    length: u64,
+}
+
+impl<'a> Tracked<'a> {
+    fn new(store: &'a dyn Store, k: &str) -> Self {
+        Self {
+            store,
+            key: key(k),
+            parts: Vec::new(),
+            length: 0,
+        }
+    }
+
+    /// Appends at `offset` (the tracked length, or an earlier part's end for a retry).
+    async fn append(&mut self, offset: u64, input: InputStream) -> crate::Result<u64> {
+        let appended = self.store.append(&self.key, offset, input).await?;
+        self.parts.retain(|(end, _)| *end <= offset);
+        if let Some(part) = appended.part {
+            self.parts.push((appended.length, part));
+        }
+        self.length = appended.length;
+        Ok(appended.length)
+    }
+
+    fn part_names(&self) -> Vec<Part> {
+        self.parts.iter().map(|(_, part)| part.clone()).collect()
+    }
+
+    async fn read(&self, range: std::ops::Range<u64>) -> Vec<u8> {
+        let names = self.part_names();
+        let stream = self.store.read_staged(&self.key, &names, range).await;
+        collect(stream.expect("read staged")).await
+    }
+
+    async fn promote(&self, length: u64, to: &Key) -> crate::Result<()> {
+        self.store
+            .promote(&self.key, &self.part_names(), length, to)
+            .await
+    }
+}
+
+async fn collect(mut stream: crate::ByteStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.expect("read chunk"));
+    }
+    out
 }
 
 async fn appends_resume_at_the_offset(store: &dyn Store) {
-    let k = key("stage/a/data");
-    assert_eq!(
-        store.append(&k, 0, input(&[b"abc"])).await.expect("append"),
-        3
-    );
-    assert_eq!(
-        store
-            .append(&k, 3, input(&[b"de", b"f"]))
-            .await
-            .expect("append"),
-        6
-    );
-    assert_eq!(
-        store.append(&k, 6, input(&[b"ghi"])).await.expect("append"),
-        9
-    );
-    assert_eq!(staged(store, &k).await, b"abcdefghi");
-    assert_eq!(
-        read_all(store, &k, 2..7).await,
-        b"cdefg",
-        "a range across appends"
-    );
+    let mut staged = Tracked::new(store, "stage/a/data");
+    assert_eq!(staged.append(0, input(&[b"abc"])).await.expect("append"), 3);
+    let two_chunks = input(&[b"de", b"f"]);
+    assert_eq!(staged.append(3, two_chunks).await.expect("append"), 6);
+    assert_eq!(staged.append(6, input(&[b"ghi"])).await.expect("append"), 9);
+    assert_eq!(staged.read(0..9).await, b"abcdefghi");
+    assert_eq!(staged.read(2..7).await, b"cdefg", "a range across appends");
     // A retry from an earlier append's end replaces what came after it.
-    assert_eq!(
-        store.append(&k, 3, input(&[b"XYZ"])).await.expect("append"),
-        6
-    );
-    assert_eq!(staged(store, &k).await, b"abcXYZ");
-    assert!(
-        store.append(&k, 100, input(&[b"gap"])).await.is_err(),
-        "a gap is refused"
-    );
+    assert_eq!(staged.append(3, input(&[b"XYZ"])).await.expect("append"), 6);
+    assert_eq!(staged.read(0..6).await, b"abcXYZ");
     let failing: InputStream = Box::pin(futures_util::stream::iter([
         Ok(Bytes::from_static(b"more")),
         Err(std::io::Error::other("client went away")),
     ]));
     assert!(matches!(
-        store.append(&k, 6, failing).await,
+        staged.append(6, failing).await,
         Err(crate::Error::Input(_))
     ));
-    assert_eq!(
-        store
-            .append(&k, 6, input(&[b"!"]))
-            .await
-            .expect("append after failure"),
-        7
-    );
-    assert_eq!(staged(store, &k).await, b"abcXYZ!");
-    assert_eq!(
-        store
-            .append(&key("stage/empty"), 0, input(&[]))
-            .await
-            .expect("empty"),
-        0
-    );
+    let after = staged.append(6, input(&[b"!"])).await;
+    assert_eq!(after.expect("append after failure"), 7);
+    assert_eq!(staged.read(0..7).await, b"abcXYZ!");
+    let mut empty = Tracked::new(store, "stage/empty/data");
+    assert_eq!(empty.append(0, input(&[])).await.expect("empty"), 0);
 }
 
 async fn promote_takes_the_counted_bytes_and_refuses_missing_ones(store: &dyn Store) {
-    let staged = key("stage/c/data");
-    store
-        .append(&staged, 0, input(&[b"cont"]))
-        .await
-        .expect("append");
-    // An append whose caller never counted it: its request was cut off after the bytes landed.
-    store
-        .append(&staged, 4, input(&[b"ent"]))
-        .await
-        .expect("append");
+    let mut staged = Tracked::new(store, "stage/c/data");
+    staged.append(0, input(&[b"cont"])).await.expect("append");
+    // An append its caller never counted: its request was cut off after the bytes landed.
+    let uncounted = store.append(&staged.key, 4, input(&[b"ent"])).await;
+    uncounted.expect("append");
     let dest = key("final/sha/cd/content");
-    let refused = store.promote(&staged, 8, &dest).await.unwrap_err();
-    assert!(refused.to_string().contains("7 bytes"), "{refused}");
+    assert!(staged.promote(8, &dest).await.is_err(), "8 bytes promoted");
     assert!(store.size(&dest).await.unwrap_err().is_not_found());
-    assert_eq!(store.size(&staged).await.expect("still staged"), 7);
-    store.promote(&staged, 4, &dest).await.expect("promote");
+    assert_eq!(staged.read(0..4).await, b"cont", "still staged");
+    staged.promote(4, &dest).await.expect("promote");
     assert_eq!(store.get(&dest).await.expect("get"), &b"cont"[..]);
 }
 
 async fn promote_moves_staged_bytes(store: &dyn Store) {
-    let staged = key("stage/b/data");
-    store
-        .append(&staged, 0, input(&[b"con"]))
-        .await
-        .expect("append");
-    store
-        .append(&staged, 3, input(&[b"tent"]))
-        .await
-        .expect("append");
+    let mut staged = Tracked::new(store, "stage/b/data");
+    staged.append(0, input(&[b"con"])).await.expect("append");
+    staged.append(3, input(&[b"tent"])).await.expect("append");
     let dest = key("final/sha/ab/content");
-    store.promote(&staged, 7, &dest).await.expect("promote");
+    staged.promote(7, &dest).await.expect("promote");
     assert_eq!(store.get(&dest).await.expect("get"), &b"content"[..]);
+    let again = staged.promote(7, &key("final/sha/ab/again")).await;
+    assert!(again.unwrap_err().is_not_found(), "staged object moved");
+}
+
+/// Regression: an upload finished without ever appending (an empty blob through a session)
+/// failed with 500 on the filesystem and in memory.
+async fn promote_of_an_empty_upload_that_never_appended(store: &dyn Store) {
+    let staged = Tracked::new(store, "stage/never/data");
+    let dest = key("final/sha/e3/empty");
+    staged.promote(0, &dest).await.expect("promote empty");
+    assert_eq!(store.get(&dest).await.expect("get"), &b""[..]);
+    let mut appended_nothing = Tracked::new(store, "stage/nothing/data");
+    appended_nothing
+        .append(0, input(&[]))
+        .await
+        .expect("empty append");
+    let dest = key("final/sha/e3/empty2");
+    appended_nothing
+        .promote(0, &dest)
+        .await
+        .expect("promote empty");
+    assert_eq!(store.get(&dest).await.expect("get"), &b""[..]);
+}
+
+/// Two writers append at one offset (two replicas serving one session). Where a backend keeps
+/// parts apart, each writer's own part is what gets committed: never the other's bytes.
+async fn racing_appends_commit_the_counted_part(store: &dyn Store) {
+    let mut x = Tracked::new(store, "stage/race/data");
+    let mut y = Tracked::new(store, "stage/race/data");
+    x.append(0, input(&[b"XXXX"])).await.expect("append x");
+    y.append(0, input(&[b"YYYY"])).await.expect("append y");
+    if x.parts.is_empty() {
+        return; // one file per staging object: its single writer takes turns under a lock
+    }
+    let dest = key("final/sha/ra/x");
+    x.promote(4, &dest).await.expect("promote x");
+    assert_eq!(store.get(&dest).await.expect("get"), &b"XXXX"[..]);
+    let late = y.promote(4, &key("final/sha/ra/y")).await;
     assert!(
-        store.size(&staged).await.unwrap_err().is_not_found(),
-        "staged object moved"
+        late.unwrap_err().is_not_found(),
+        "the loser's part outlived the commit"
     );
 }

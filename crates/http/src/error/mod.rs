@@ -6,6 +6,10 @@ use axum::response::{IntoResponse, Response};
 use marina_oci::ErrorCode;
 use marina_registry::Error as RegistryError;
 
+use StatusCode as S;
+
+mod faults;
+
 /// An error answered with `{"errors":[{"code","message","detail"}]}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -110,6 +114,26 @@ impl ApiError {
         )
     }
 
+    /// A storage fault, logged once per burst. A full disk answers 507, a fault that may pass
+    /// (an I/O error, an object store out of reach) 503 with `Retry-After`; anything else
+    /// means marina's own state is off: 500.
+    fn storage(fault: &marina_store::Error, message: &str) -> Self {
+        use marina_store::Error as F;
+        let io = match fault {
+            F::Io { source, .. } => Some(source),
+            F::Unavailable(_) => None,
+            F::NotFound(_) | F::Input(_) => return Self::internal(message),
+        };
+        faults::log(message);
+        if io.is_some_and(faults::is_out_of_space) {
+            let message = "the registry is out of storage space; nothing was stored";
+            return Self::new(S::INSUFFICIENT_STORAGE, ErrorCode::Unavailable, message);
+        }
+        let message = "storage is unavailable; try again";
+        Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message)
+            .header(header::RETRY_AFTER, faults::RETRY_AFTER_SECS.to_string())
+    }
+
     /// A fault of marina or its storage: logged in full, answered without details. No spec
     /// code fits a 5xx, so it carries `UNKNOWN`, as CNCF Distribution's does.
     pub(crate) fn internal(what: impl std::fmt::Display) -> Self {
@@ -126,7 +150,6 @@ impl ApiError {
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         use RegistryError as E;
-        use StatusCode as S;
         let message = e.to_string();
         match e {
             E::BlobUnknown(d) => Self::new(S::NOT_FOUND, ErrorCode::BlobUnknown, message)
@@ -162,15 +185,7 @@ impl From<RegistryError> for ApiError {
                     .header(header::CONTENT_RANGE, format!("bytes */{size}"))
             }
             E::DeleteDisabled => Self::new(S::METHOD_NOT_ALLOWED, ErrorCode::Unsupported, message),
-            E::Store(marina_store::Error::Unavailable(_)) => {
-                tracing::error!(error = %message, "storage unavailable");
-                Self::new(
-                    S::SERVICE_UNAVAILABLE,
-                    ErrorCode::Unavailable,
-                    "storage is unavailable; try again",
-                )
-            }
-            E::Store(_) => Self::internal(message),
+            E::Store(fault) => Self::storage(&fault, &message),
         }
     }
 }

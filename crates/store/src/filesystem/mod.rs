@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::io::Read as _;
 
-use crate::{ByteStream, Content, Error, FileSlice, InputStream, Key, Result, Store};
+use crate::{
+    Appended, ByteStream, Content, Error, FileSlice, InputStream, Key, Part, Result, Store,
+};
 use cache::SmallObjects;
 use listing::Listings;
 use write::Entries;
@@ -272,7 +274,7 @@ impl Store for FileStore {
         self.listings.page(prefix, dir, start_after, limit).await
     }
 
-    async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<u64> {
+    async fn append(&self, key: &Key, offset: u64, input: InputStream) -> Result<Appended> {
         let path = self.path(key);
         let opened = path.clone();
         let file = self
@@ -281,18 +283,25 @@ impl Store for FileStore {
         let entries = Arc::clone(&self.entries);
         let length = write::stream_into(file, path, entries, offset, input, key).await?;
         self.record(key, true).await;
-        Ok(length)
+        Ok(Appended::whole(length))
     }
 
     fn volatile_epoch(&self) -> Option<&str> {
         Some(&self.boot_id)
     }
 
-    async fn promote(&self, staged: &Key, length: u64, to: &Key) -> Result<()> {
+    /// The one process holding the folder writes each staging file under the caller's lock,
+    /// so the file is exactly what was counted up to `length`: parts are not needed.
+    async fn promote(&self, staged: &Key, _: &[Part], length: u64, to: &Key) -> Result<()> {
         let (from, dest) = (self.path(staged), self.path(to));
-        let held = self
+        let held = match self
             .entries(to, move |e| e.promote(&from, length, &dest))
-            .await?;
+            .await
+        {
+            // An empty upload never appended anything, so it has no file.
+            Err(e) if e.is_not_found() && length == 0 => return self.put(to, Bytes::new()).await,
+            other => other?,
+        };
         if let Some(held) = held {
             return Err(Error::staged_length(
                 staged,
