@@ -246,11 +246,26 @@ pub fn header<'a>(response: &'a Response, name: &str) -> &'a str {
 
 /// Sends a raw request line (paths reqwest would normalise) and returns status and body.
 pub async fn raw_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    send_raw(
+        addr,
+        &format!("{method} {path} HTTP/1.1\r\nContent-Length: 0\r\n"),
+    )
+    .await
+}
+
+/// Like [`raw_request`], with no `Content-Length` header at all (a request without a body).
+pub async fn raw_request_without_length(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+) -> (u16, String) {
+    send_raw(addr, &format!("{method} {path} HTTP/1.1\r\n")).await
+}
+
+async fn send_raw(addr: SocketAddr, head: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
+    let request = format!("{head}Host: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.expect("read");

@@ -12,17 +12,15 @@ async fn delete(s: &Server, path: &str) -> reqwest::Response {
 async fn deleting_a_tag_removes_only_the_tag() {
     let s = Server::start().await;
     let (digest, _) = s.push_image("dt", "v1", "a").await;
-    s.put_manifest(
-        "dt",
-        "v2",
-        OCI_MANIFEST,
-        &s.get(&format!("/v2/dt/manifests/{digest}"))
-            .await
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let bytes = s
+        .get(&format!("/v2/dt/manifests/{digest}"))
+        .await
+        .bytes()
+        .await;
+    let second = s
+        .put_manifest("dt", "v2", OCI_MANIFEST, &bytes.unwrap())
+        .await;
+    assert_eq!(second.status(), StatusCode::CREATED, "tagging v2");
     assert_eq!(
         delete(&s, "/v2/dt/manifests/v1").await.status(),
         StatusCode::ACCEPTED
@@ -45,7 +43,13 @@ async fn deleting_a_tag_removes_only_the_tag() {
 async fn deleting_a_manifest_removes_its_tags() {
     let s = Server::start().await;
     let (digest, bytes) = s.push_image("dm", "v1", "a").await;
-    s.put_manifest("dm", "also", OCI_MANIFEST, &bytes).await;
+    let also = s.put_manifest("dm", "also", OCI_MANIFEST, &bytes).await;
+    assert_eq!(also.status(), StatusCode::CREATED, "tagging 'also'");
+    let listed = s.get("/v2/dm/tags/list").await.text().await.unwrap();
+    assert!(
+        listed.contains("\"also\""),
+        "'also' was never tagged: {listed}"
+    );
     let (other, _) = s.push_image("dm", "other", "b").await;
     assert_eq!(
         delete(&s, &format!("/v2/dm/manifests/{digest}"))
@@ -95,23 +99,26 @@ async fn deleting_a_referrer_removes_it_from_the_listing() {
         ),
     );
     let digest = sha256(body.as_bytes());
-    s.put_manifest("dr", &digest, OCI_MANIFEST, body.as_bytes())
+    let put = s
+        .put_manifest("dr", &digest, OCI_MANIFEST, body.as_bytes())
         .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let listing = format!("/v2/dr/referrers/{subject}");
+    let before: serde_json::Value =
+        serde_json::from_slice(&s.get(&listing).await.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        before["manifests"][0]["digest"], digest,
+        "the referrer was never listed: {before}"
+    );
     assert_eq!(
         delete(&s, &format!("/v2/dr/manifests/{digest}"))
             .await
             .status(),
         StatusCode::ACCEPTED
     );
-    let index: serde_json::Value = serde_json::from_slice(
-        &s.get(&format!("/v2/dr/referrers/{subject}"))
-            .await
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(index["manifests"], serde_json::json!([]));
+    let after: serde_json::Value =
+        serde_json::from_slice(&s.get(&listing).await.bytes().await.unwrap()).unwrap();
+    assert_eq!(after["manifests"], serde_json::json!([]));
 }
 
 #[tokio::test]

@@ -175,13 +175,13 @@ async fn blob_ranges_give_206_or_416() {
         );
         assert_error(response, 416, "SIZE_INVALID").await;
     }
-    let garbage = s
-        .request(Method::GET, &path)
-        .header("Range", "lines=1-2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(garbage.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    // RFC 9110 §14.2: a range in a unit the server does not know is ignored: 200, whole blob.
+    let other_unit = s.get_range(&path, "lines=1-2").await;
+    assert_eq!(other_unit.status(), StatusCode::OK);
+    assert!(other_unit.headers().get("Content-Range").is_none());
+    assert_eq!(other_unit.bytes().await.unwrap(), data);
+    let garbage = s.get_range(&path, "bytes=x-2").await;
+    assert_error(garbage, 416, "BLOB_UPLOAD_INVALID").await;
 }
 
 #[tokio::test]
@@ -195,6 +195,33 @@ async fn empty_blobs_push_and_pull() {
     let get = s.get(&path).await;
     assert_eq!(header(&get, "Content-Length"), "0");
     assert!(get.bytes().await.unwrap().is_empty());
+}
+
+/// Regression: an empty blob through a session (POST, then PUT ?digest= with no body, with or
+/// without `Content-Length: 0`) answered 500, since nothing was ever staged.
+#[tokio::test]
+async fn an_empty_blob_through_a_session_is_created() {
+    let s = Server::start().await;
+    let digest = sha256(b"");
+    for (repo, content_length) in [("empty/with-length", true), ("empty/without", false)] {
+        let start = s.request(Method::POST, &format!("/v2/{repo}/blobs/uploads/"));
+        let start = start.send().await.unwrap();
+        assert_eq!(start.status(), StatusCode::ACCEPTED);
+        let location = format!("{}?digest={digest}", header(&start, "Location"));
+        let (status, body) = if content_length {
+            let put = s
+                .request(Method::PUT, &location)
+                .header("Content-Length", "0");
+            let put = put.send().await.unwrap();
+            (put.status().as_u16(), put.text().await.unwrap())
+        } else {
+            raw_request_without_length(s.addr(), "PUT", &location).await
+        };
+        assert_eq!(status, 201, "{repo}: {body}");
+        let get = s.get(&format!("/v2/{repo}/blobs/{digest}")).await;
+        assert_eq!(get.status(), StatusCode::OK, "{repo}");
+        assert!(get.bytes().await.unwrap().is_empty());
+    }
 }
 
 /// Blobs large enough to be sent from their files (with sendfile on the filesystem backend).
