@@ -242,3 +242,103 @@ async fn an_image_without_artifact_type_lists_its_config_type() {
         "application/x.sig.config"
     );
 }
+
+/// Pushes a referrer of `subject` with `artifact_type` and an annotation of `padding` bytes;
+/// returns its digest.
+async fn push_referrer(
+    s: &Server,
+    (repo, subject): (&str, &str),
+    artifact_type: &str,
+    (seed, padding): (usize, usize),
+) -> String {
+    let config = s.push_blob(repo, b"{}").await;
+    let pad = "p".repeat(padding);
+    let extra = format!(
+        r#","artifactType":"{artifact_type}","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":2}},"annotations":{{"seed":"{seed}","pad":"{pad}"}}"#
+    );
+    let config = format!(r#"{{"mediaType":"{EMPTY_JSON}","digest":"{config}","size":2}}"#);
+    let body = image_manifest(&config, &[], &extra);
+    let digest = sha256(body.as_bytes());
+    let put = s
+        .put_manifest(repo, &digest, OCI_MANIFEST, body.as_bytes())
+        .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    digest
+}
+
+/// Follows `Link` from `first`; returns every page's digests and body size.
+async fn referrer_pages(s: &Server, first: &str) -> Vec<(Vec<String>, usize)> {
+    let mut pages = Vec::new();
+    let mut next = Some(first.to_owned());
+    while let Some(path) = next.take() {
+        let response = s.get(&path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        next = response.headers().get("Link").map(|link| {
+            let link = link.to_str().unwrap();
+            assert!(link.ends_with(r#">; rel="next""#), "{link}");
+            link[1..link.find('>').unwrap()].to_owned()
+        });
+        let body = response.bytes().await.unwrap();
+        let index: Value = serde_json::from_slice(&body).unwrap();
+        let digests = index["manifests"].as_array().unwrap().iter();
+        let digests = digests
+            .map(|d| d["digest"].as_str().unwrap().to_owned())
+            .collect();
+        pages.push((digests, body.len()));
+        assert!(pages.len() < 100, "pagination does not end");
+    }
+    pages
+}
+
+#[tokio::test]
+async fn referrers_are_paged_with_link_and_n_and_keep_their_filter() {
+    let s = Server::start().await;
+    let (subject, _) = s.push_image("rp", "v1", "a").await;
+    let mut all = Vec::new();
+    let mut signatures = Vec::new();
+    for i in 0..25 {
+        let kind = if i % 2 == 0 {
+            "application/x.sig"
+        } else {
+            "application/x.sbom"
+        };
+        let digest = push_referrer(&s, ("rp", &subject), kind, (i, 10)).await;
+        if i % 2 == 0 {
+            signatures.push(digest.clone());
+        }
+        all.push(digest);
+    }
+    all.sort();
+    signatures.sort();
+    let pages = referrer_pages(&s, &format!("/v2/rp/referrers/{subject}?n=10")).await;
+    let sizes: Vec<usize> = pages.iter().map(|(d, _)| d.len()).collect();
+    assert_eq!(sizes, [10, 10, 5]);
+    assert_eq!(
+        pages.into_iter().flat_map(|(d, _)| d).collect::<Vec<_>>(),
+        all
+    );
+    let filtered = format!("/v2/rp/referrers/{subject}?n=10&artifactType=application%2Fx.sig");
+    let pages = referrer_pages(&s, &filtered).await;
+    assert_eq!(
+        pages.len(),
+        3,
+        "the filter reads 10 stored referrers a page"
+    );
+    let listed: Vec<String> = pages.into_iter().flat_map(|(d, _)| d).collect();
+    assert_eq!(listed, signatures, "the Link keeps the filter");
+}
+
+#[tokio::test]
+async fn a_referrers_page_stays_under_4_mib() {
+    let s = Server::start().await;
+    let (subject, _) = s.push_image("rb", "v1", "a").await;
+    for i in 0..12 {
+        push_referrer(&s, ("rb", &subject), "application/x.big", (i, 700 * 1024)).await;
+    }
+    let pages = referrer_pages(&s, &format!("/v2/rb/referrers/{subject}")).await;
+    assert!(pages.len() >= 2, "12 referrers of 700 KiB fit in one page");
+    for (_, bytes) in &pages {
+        assert!(*bytes < 4 * 1024 * 1024, "a page of {bytes} bytes");
+    }
+    assert_eq!(pages.iter().map(|(d, _)| d.len()).sum::<usize>(), 12);
+}

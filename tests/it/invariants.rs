@@ -359,12 +359,24 @@ async fn sigterm_lets_requests_in_flight_finish() {
     assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
 }
 
-/// A store that panics on keys containing `panic`, fails with an I/O error on keys containing
-/// `broken` and with a full disk on keys containing `full`, in every operation.
+/// A store in memory that panics on keys containing `panic`, fails with an I/O error on keys
+/// containing `broken` and with a full disk on keys containing `full`, in every operation; and
+/// counts the most `size` calls (existence checks) it ever had in flight at once.
 #[derive(Debug, Default)]
-struct FaultyStore(MemoryStore);
+struct FaultyStore(MemoryStore, InFlight);
+
+/// Calls in flight now, and the most ever.
+#[derive(Debug, Default)]
+struct InFlight(
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicUsize,
+);
 
 impl FaultyStore {
+    fn peak_size_calls(&self) -> usize {
+        self.1.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn check(key: &Key) -> marina_store::Result<()> {
         let key = key.as_str();
         assert!(!key.contains("panic"), "injected panic");
@@ -386,8 +398,14 @@ impl Store for FaultyStore {
         self.0.get(key).await
     }
     async fn size(&self, key: &Key) -> marina_store::Result<u64> {
+        use std::sync::atomic::Ordering::SeqCst;
         Self::check(key)?;
-        self.0.size(key).await
+        let now = self.1.0.fetch_add(1, SeqCst) + 1;
+        self.1.1.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let size = self.0.size(key).await;
+        self.1.0.fetch_sub(1, SeqCst);
+        size
     }
     async fn read(&self, key: &Key, range: Range<u64>) -> marina_store::Result<ByteStream> {
         Self::check(key)?;
@@ -458,6 +476,49 @@ async fn panics_and_storage_faults_are_contained() {
         "still serving"
     );
     assert_eq!(s.push_blob("fine", b"ok").await, sha256(b"ok"));
+}
+
+/// An index naming hundreds of manifests is checked a bounded number at a time, not with one
+/// store request per child all at once.
+#[tokio::test]
+async fn a_manifest_put_checks_its_references_a_bounded_number_at_a_time() {
+    let store = Arc::new(FaultyStore::default());
+    let s = Server::serve(
+        store.clone(),
+        marina_registry::Config::default(),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let config = s.push_blob("wide", b"{}").await;
+    let config = format!(r#"{{"mediaType":"{EMPTY_JSON}","digest":"{config}","size":2}}"#);
+    let mut children = Vec::new();
+    for i in 0..300 {
+        let body = image_manifest(&config, &[], &format!(r#","annotations":{{"n":"{i}"}}"#));
+        let digest = sha256(body.as_bytes());
+        let put = s
+            .put_manifest("wide", &digest, OCI_MANIFEST, body.as_bytes())
+            .await;
+        assert_eq!(put.status(), StatusCode::CREATED);
+        children.push(format!(
+            r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{}}}"#,
+            body.len()
+        ));
+    }
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+        children.join(",")
+    );
+    let before = store.peak_size_calls();
+    let put = s
+        .put_manifest("wide", "all", OCI_INDEX, index.as_bytes())
+        .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let peak = store.peak_size_calls();
+    assert!(
+        peak > before.max(1),
+        "the checks ran one at a time (peak {peak})"
+    );
+    assert!(peak <= 32, "{peak} existence checks at once");
 }
 
 /// Every write path meets the fault: a session start, a chunk, a commit, a manifest, a delete.

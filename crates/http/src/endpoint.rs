@@ -64,11 +64,13 @@ pub enum Endpoint {
     },
     /// `DELETE /v2/<name>/blobs/uploads/<id>`.
     CancelUpload { name: RepoName, id: UploadId },
-    /// `GET /v2/<name>/referrers/<digest>[?artifactType=]`.
+    /// `GET /v2/<name>/referrers/<digest>[?artifactType=&n=&last=]`.
     Referrers {
         name: RepoName,
         subject: Digest,
         artifact_type: Option<String>,
+        n: Option<usize>,
+        last: Option<String>,
     },
 }
 
@@ -173,6 +175,8 @@ impl Endpoint {
                 name: repo(name)?,
                 subject: digest(d)?,
                 artifact_type: q.get("artifactType"),
+                n: q.number("n")?,
+                last: q.get("last"),
             },
             _ => return Err(ApiError::method_not_allowed(method, path)),
         };
@@ -344,7 +348,8 @@ mod tests {
             (Method::PATCH, format!("/v2/a/blobs/uploads/{ID}"), None, Endpoint::PatchUpload { name: name("a"), id: ID.parse().unwrap() }),
             (Method::PUT, format!("/v2/a/blobs/uploads/{ID}"), Some(&format!("digest={D}")), Endpoint::FinishUpload { name: name("a"), id: ID.parse().unwrap(), digest: d.clone() }),
             (Method::DELETE, format!("/v2/a/blobs/uploads/{ID}"), None, Endpoint::CancelUpload { name: name("a"), id: ID.parse().unwrap() }),
-            (Method::GET, format!("/v2/a/referrers/{D}"), Some("artifactType=application%2Fx"), Endpoint::Referrers { name: name("a"), subject: d.clone(), artifact_type: Some("application/x".into()) }),
+            (Method::GET, format!("/v2/a/referrers/{D}"), Some("artifactType=application%2Fx"), Endpoint::Referrers { name: name("a"), subject: d.clone(), artifact_type: Some("application/x".into()), n: None, last: None }),
+            (Method::GET, format!("/v2/a/referrers/{D}"), Some("n=2&last=sha256-ab"), Endpoint::Referrers { name: name("a"), subject: d.clone(), artifact_type: None, n: Some(2), last: Some("sha256-ab".into()) }),
             (Method::GET, "/v2/manifests/manifests/latest".to_owned(), None, Endpoint::GetManifest { name: name("manifests"), reference: "latest".parse().unwrap(), head: false }),
             (Method::GET, "/v2/blobs/tags/list".to_owned(), None, Endpoint::ListTags { name: name("blobs"), n: None, last: None }),
         ];

@@ -46,6 +46,18 @@ impl Query {
     }
 }
 
+/// Encodes everything but unreserved characters (RFC 3986) as `%XX`, for a query value.
+pub(crate) fn percent_encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// Decodes `%XX` escapes; a malformed escape is kept as written (and then fails validation).
 pub(crate) fn percent_decode(raw: &str) -> String {
     let bytes = raw.as_bytes();
@@ -80,6 +92,14 @@ mod tests {
         assert_eq!(q.number("n").unwrap(), Some(10));
         assert_eq!(q.get("s").unwrap(), "a b");
         assert!(q.get("missing").is_none());
+    }
+
+    #[test]
+    fn encoded_values_decode_to_themselves() {
+        for value in ["application/vnd.example+json", "a b&c=d", "plain-._~"] {
+            let q = Query::parse(&format!("v={}", percent_encode(value)));
+            assert_eq!(q.get("v").unwrap(), value);
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use marina_store::Store;
 pub use blobs::{BlobRead, ByteRange};
 pub use error::{Error, Result};
 pub use manifests::{ManifestPut, StoredManifest};
+pub use referrers::ReferrersPage;
 pub use uploads::{UploadId, UploadStatus};
 
 /// A page of a sorted listing, and whether more entries follow it.

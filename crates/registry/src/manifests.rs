@@ -2,7 +2,7 @@
 //! and delete.
 
 use bytes::Bytes;
-use futures_util::future::try_join_all;
+use futures_util::TryStreamExt as _;
 use marina_oci::{Algorithm, Descriptor, Digest, Manifest, ManifestKind, Reference, RepoName, Tag};
 
 use crate::{Error, Registry, Result, keys};
@@ -28,6 +28,10 @@ pub struct ManifestPut {
     /// The tags now pointing at it.
     pub tags: Vec<Tag>,
 }
+
+/// Referenced blobs and manifests checked at once when a manifest is stored: a 4 MiB index may
+/// name tens of thousands.
+const CHECKS_IN_FLIGHT: usize = 32;
 
 impl Registry {
     /// Validates and stores a manifest under `reference`, plus `extra_tags`.
@@ -164,20 +168,21 @@ impl Registry {
             ManifestKind::Image => manifest.required_blobs().map(|d| (d, true)).collect(),
             ManifestKind::Index => manifest.manifests.iter().map(|d| (d, false)).collect(),
         };
-        try_join_all(wanted.into_iter().map(|(descriptor, is_blob)| async move {
-            let key = if is_blob {
-                keys::blob_link(repo, &descriptor.digest)
-            } else {
-                keys::manifest_link(repo, &descriptor.digest)
-            };
-            if self.exists(&key).await? {
-                Ok(())
-            } else {
-                Err(Error::ManifestBlobUnknown(descriptor.digest.clone()))
-            }
-        }))
-        .await?;
-        Ok(())
+        let wanted = futures_util::stream::iter(wanted.into_iter().map(Ok));
+        wanted
+            .try_for_each_concurrent(CHECKS_IN_FLIGHT, |(descriptor, is_blob)| async move {
+                let key = if is_blob {
+                    keys::blob_link(repo, &descriptor.digest)
+                } else {
+                    keys::manifest_link(repo, &descriptor.digest)
+                };
+                if self.exists(&key).await? {
+                    Ok(())
+                } else {
+                    Err(Error::ManifestBlobUnknown(descriptor.digest.clone()))
+                }
+            })
+            .await
     }
 }
 

@@ -34,19 +34,36 @@ pub(super) async fn catalog(
     Ok(paged(body, &page, "/v2/_catalog", n))
 }
 
+/// The default number of referrers a page reads, and its most.
+pub(crate) const REFERRERS_PAGE: usize = 1_000;
+
+/// A referrers response's budget for descriptors, leaving room for the index around them: every
+/// page stays under 4 MiB, the manifest limit clients expect of an index.
+const REFERRERS_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+
+/// What a referrers request asks for.
+pub(super) struct ReferrersPage {
+    pub(super) artifact_type: Option<String>,
+    pub(super) n: Option<usize>,
+    pub(super) last: Option<String>,
+}
+
 pub(super) async fn referrers(
     registry: &Registry,
     name: &RepoName,
     subject: &Digest,
-    artifact_type: Option<String>,
+    query: ReferrersPage,
 ) -> Result<Response, ApiError> {
-    let manifests = registry
-        .referrers(name, subject, artifact_type.as_deref())
+    let n = query.n.unwrap_or(REFERRERS_PAGE).clamp(1, REFERRERS_PAGE);
+    let artifact_type = query.artifact_type.as_deref();
+    let window = (query.last.as_deref(), n, REFERRERS_BYTES);
+    let page = registry
+        .referrers(name, subject, artifact_type, window)
         .await?;
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_INDEX,
-        "manifests": manifests,
+        "manifests": page.descriptors,
     });
     let mut response = (
         StatusCode::OK,
@@ -57,6 +74,13 @@ pub(super) async fn referrers(
     h.insert(header::CONTENT_TYPE, value(media_type::OCI_INDEX));
     if artifact_type.is_some() {
         h.insert("OCI-Filters-Applied", value("artifactType"));
+    }
+    if let Some(last) = &page.next {
+        let filter = artifact_type.map_or_else(String::new, |t| {
+            format!("&artifactType={}", crate::query::percent_encode(t))
+        });
+        let next = format!("/v2/{name}/referrers/{subject}?n={n}&last={last}{filter}");
+        h.insert(header::LINK, value(format!("<{next}>; rel=\"next\"")));
     }
     Ok(response)
 }

@@ -62,7 +62,16 @@ async fn dispatch(
             name,
             subject,
             artifact_type,
-        } => listings::referrers(registry, &name, &subject, artifact_type).await,
+            n,
+            last,
+        } => {
+            let page = listings::ReferrersPage {
+                artifact_type,
+                n,
+                last,
+            };
+            listings::referrers(registry, &name, &subject, page).await
+        }
         E::GetManifest {
             name,
             reference,
