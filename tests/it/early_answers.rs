@@ -123,3 +123,31 @@ async fn an_oversized_manifest_gets_its_413_after_the_whole_body() {
         "a refused manifest left a tag"
     );
 }
+
+/// The answer waits until the body is in (up to a bound), so a reverse proxy streaming the body
+/// (nginx with request buffering off) never sees an answer overtake it; nginx then closes the
+/// client's connection after the answer, and the client's next request on it fails.
+#[tokio::test]
+async fn an_early_answer_waits_for_the_rest_of_the_body() {
+    let server = Server::start().await;
+    let location = session_holding_one_byte(&server).await;
+    let length = 5 * MIB;
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: localhost\r\nContent-Range: 0-{}\r\n\
+         Content-Length: {length}\r\n\r\n",
+        length - 1
+    );
+    let mut stream = BufReader::new(TcpStream::connect(server.addr()).await.unwrap());
+    stream.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let body = vec![b'x'; length];
+    stream.get_mut().write_all(&body[..length - 1024]).await.unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        stream.get_mut().peek(&mut byte),
+    );
+    assert!(early.await.is_err(), "the answer went out before the body was in");
+    stream.get_mut().write_all(&body[length - 1024..]).await.unwrap();
+    let (status, _, body) = read_response(&mut stream, false).await;
+    assert_eq!(status, 416, "{}", String::from_utf8_lossy(&body));
+}

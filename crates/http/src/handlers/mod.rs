@@ -24,17 +24,23 @@ pub(crate) struct RouteTemplate(pub(crate) &'static str);
 pub(crate) async fn handle(State(registry): State<Registry>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     // Every answer below may come before the body is read: the wrapper drains what is left.
-    let body = DrainOnDrop::wrap(body, &parts.headers);
-    let endpoint = match Endpoint::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
-        Ok(endpoint) => endpoint,
-        Err(e) => return e.into_response(),
+    let (body, leftover) = DrainOnDrop::wrap(body, &parts.headers);
+    let response = match Endpoint::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
+        Ok(endpoint) => {
+            let template = endpoint.template();
+            let sendfile = sendfile_queue(&parts);
+            let mut response = dispatch(&registry, endpoint, &parts.headers, body, sendfile)
+                .await
+                .unwrap_or_else(IntoResponse::into_response);
+            response.extensions_mut().insert(RouteTemplate(template));
+            response
+        }
+        Err(e) => {
+            drop(body);
+            e.into_response()
+        }
     };
-    let template = endpoint.template();
-    let sendfile = sendfile_queue(&parts);
-    let mut response = dispatch(&registry, endpoint, &parts.headers, body, sendfile)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(RouteTemplate(template));
+    leftover.drain_before_answer().await;
     response
 }
 
