@@ -55,6 +55,10 @@ pub(crate) struct ServeArgs {
     /// Skip TLS certificate checks of the S3 endpoint: true or false [default: false].
     #[arg(long, env = "S3_INSECURE_SKIP_VERIFY", value_name = "BOOL")]
     s3_insecure_skip_verify: Option<String>,
+    /// Memory all S3 uploads' part buffers may take together, e.g. 256MiB; an upload waits
+    /// for room, then gets 429 [default: 256MiB; at least 8MiB].
+    #[arg(long, env = "S3_UPLOAD_MEMORY", value_name = "SIZE")]
+    s3_upload_memory: Option<String>,
     /// Allow deleting manifests, tags and blobs: true or false [default: true].
     #[arg(long, env = "MARINA_DELETE_ENABLED", value_name = "BOOL")]
     delete_enabled: Option<String>,

@@ -68,6 +68,12 @@ pub(super) const S3_INSECURE: Names = Names {
     env: "S3_INSECURE_SKIP_VERIFY",
     key: "storage.s3.insecure_skip_verify",
 };
+pub(super) const S3_UPLOAD_MEMORY: Names = Names {
+    id: "s3_upload_memory",
+    flag: "--s3-upload-memory",
+    env: "S3_UPLOAD_MEMORY",
+    key: "storage.s3.upload_memory",
+};
 pub(super) const DELETE: Names = Names {
     id: "delete_enabled",
     flag: "--delete-enabled",
@@ -106,7 +112,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 17] = [
+pub(super) const ALL: [&Names; 18] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -118,6 +124,7 @@ pub(super) const ALL: [&Names; 17] = [
     &S3_PREFIX,
     &S3_PATH_STYLE,
     &S3_INSECURE,
+    &S3_UPLOAD_MEMORY,
     &DELETE,
     &MANIFEST,
     &EXPIRY,

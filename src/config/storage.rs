@@ -148,5 +148,11 @@ fn s3(s: &Sources<'_>, warnings: &mut Vec<String>) -> Result<S3Config, ConfigErr
         )?,
         insecure_skip_verify: insecure,
         copy_limit: None,
+        upload_memory: Some(s.get(
+            &names::S3_UPLOAD_MEMORY,
+            "256MiB",
+            "a size of at least 8MiB such as 256MiB",
+            |v| parse::size(v).filter(|n| *n >= 8 << 20).map(|n| n as u64),
+        )?),
     })
 }

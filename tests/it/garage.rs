@@ -158,6 +158,7 @@ pub fn s3_config(endpoint: &str, prefix: &str) -> S3Config {
         force_path_style: true,
         insecure_skip_verify: false,
         copy_limit: None,
+        upload_memory: None,
     }
 }
 

@@ -11,8 +11,16 @@ const MIB: usize = 1024 * 1024;
 
 /// Deterministic incompressible bytes, a MiB at a time.
 fn chunks(total_mib: usize) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures_util::stream::iter(0..total_mib).map(|i| {
-        let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    seeded_chunks(total_mib, 0)
+}
+
+/// Like [`chunks`], different for each `seed`.
+pub(crate) fn seeded_chunks(
+    total_mib: usize,
+    seed: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::iter(0..total_mib).map(move |i| {
+        let mut state = (i as u64 + 1 + (seed << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut chunk = Vec::with_capacity(MIB);
         while chunk.len() < MIB {
             state ^= state << 13;
@@ -25,8 +33,13 @@ fn chunks(total_mib: usize) -> impl futures_util::Stream<Item = Result<Bytes, st
 }
 
 async fn digest_of(total_mib: usize) -> String {
+    seeded_digest(total_mib, 0).await
+}
+
+/// The digest of [`seeded_chunks`].
+pub(crate) async fn seeded_digest(total_mib: usize, seed: u64) -> String {
     let mut hasher = Sha256::new();
-    let mut stream = Box::pin(chunks(total_mib));
+    let mut stream = Box::pin(seeded_chunks(total_mib, seed));
     while let Some(chunk) = stream.next().await {
         hasher.update(chunk.unwrap());
     }

@@ -476,6 +476,72 @@ async fn a_1_gib_push_to_s3_keeps_memory_bounded() {
     assert!(peak < 96, "peak RSS {peak} MiB");
 }
 
+/// Pushes the seeded blob, retrying after a 429 as its `Retry-After` says; returns how many
+/// times it was told to wait.
+async fn push_until_stored(base: &str, seed: u64, mib: usize) -> usize {
+    let digest = crate::memory::seeded_digest(mib, seed).await;
+    let url = format!("{base}/v2/crowd/blobs/uploads/?digest={digest}");
+    for refused in 0..20 {
+        let body = reqwest::Body::wrap_stream(crate::memory::seeded_chunks(mib, seed));
+        let response = http().post(&url).body(body).send().await.unwrap();
+        match response.status() {
+            StatusCode::CREATED => return refused,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let wait: u64 = header(&response, "Retry-After").parse().unwrap();
+                assert_error(response, 429, "TOOMANYREQUESTS").await;
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
+            other => panic!("push {seed}: {other}: {}", response.text().await.unwrap()),
+        }
+    }
+    panic!("push {seed} was refused 20 times");
+}
+
+/// Each S3 write buffers up to three 8 MiB parts; without a shared budget, 64 concurrent
+/// pushes held 1.5 GiB. With a budget, writes wait (or get 429) instead, and peak RSS stays
+/// within what the README documents: 64 MiB plus 1.75 times the budget (the part buffers, and
+/// the chunks on their way through the hasher of each write the budget admits).
+async fn crowd_within_budget(budget_mib: u64) {
+    let node = garage::shared();
+    let mut env = garage::s3_env(&node.endpoint(), &garage::unique_prefix("crowd"));
+    env.push(("S3_UPLOAD_MEMORY".into(), format!("{budget_mib}MiB")));
+    let marina = Process::spawn(&[], &env).await;
+    let pushes = (0..64).map(|seed| push_until_stored(&marina.base, seed, 32));
+    let refusals: usize = futures_util::future::join_all(pushes)
+        .await
+        .into_iter()
+        .sum();
+    let peak = marina.status_kib("VmHWM") / 1024;
+    let documented = 64 + budget_mib * 7 / 4;
+    eprintln!(
+        "64 concurrent 32 MiB pushes, budget {budget_mib} MiB: peak RSS {peak} MiB \
+         (documented bound {documented}), {refusals} told to retry"
+    );
+    assert!(
+        peak < documented,
+        "peak RSS {peak} MiB over {documented} MiB"
+    );
+    for seed in 0..64 {
+        let digest = crate::memory::seeded_digest(32, seed).await;
+        let head = http().head(format!("{}/v2/crowd/blobs/{digest}", marina.base));
+        assert_eq!(
+            head.send().await.unwrap().status(),
+            StatusCode::OK,
+            "blob {seed}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_pushes_stay_within_the_default_upload_memory() {
+    crowd_within_budget(256).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_pushes_stay_within_a_small_upload_memory() {
+    crowd_within_budget(64).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_part_over_the_copy_limit_is_streamed_into_place() {
     // S3 copies at most 5 GiB in one CopyObject; with the limit lowered to 1 MiB, a 3 MiB

@@ -21,6 +21,9 @@ pub enum Error {
     /// The backend cannot be reached for now.
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    /// Too many writes are under way for the memory they may use; the client should retry.
+    #[error("storage is busy: {0}")]
+    Busy(String),
 }
 
 impl Error {

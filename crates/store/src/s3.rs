@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -25,8 +25,13 @@ use crate::{Appended, ByteStream, Error, InputStream, Key, Part, Result, Store};
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// The size of each part of a multipart upload (S3's minimum is 5 MiB).
 const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts in flight per multipart upload: memory per upload is about `(this + 1) * PART_SIZE`.
-const PARTS_IN_FLIGHT: usize = 2;
+/// Parts in flight per multipart upload, where the memory budget has room: memory per upload is
+/// about `(this + 1) * PART_SIZE`.
+const PARTS_IN_FLIGHT: u32 = 2;
+/// The memory all uploads' part buffers may take together, unless configured.
+pub const DEFAULT_UPLOAD_MEMORY: u64 = 256 * 1024 * 1024;
+/// How long a write waits for room in the memory budget before it is refused as busy.
+const MEMORY_WAIT: Duration = Duration::from_secs(20);
 /// Digits of a part's offset in its name, so names sort in offset order.
 const OFFSET_DIGITS: usize = 20;
 
@@ -48,6 +53,9 @@ pub struct S3Config {
     /// The largest staged part promoted with one server-side copy; larger ones are streamed
     /// into a multipart upload. `None` is S3's own limit, 5 GiB (tests lower it).
     pub copy_limit: Option<u64>,
+    /// The memory the part buffers of all writes in flight may take together, in bytes;
+    /// `None` is [`DEFAULT_UPLOAD_MEMORY`]. Each write needs one part (8 MiB) at least.
+    pub upload_memory: Option<u64>,
 }
 
 /// A store in an S3 bucket.
@@ -57,6 +65,8 @@ pub struct S3Store {
     prefix: String,
     description: String,
     copy_limit: u64,
+    /// One permit per part buffer the memory budget allows.
+    part_buffers: Arc<tokio::sync::Semaphore>,
 }
 
 impl S3Store {
@@ -120,6 +130,7 @@ impl S3Store {
             prefix,
             description,
             copy_limit: config.copy_limit.unwrap_or(MAX_COPY),
+            part_buffers: Arc::new(tokio::sync::Semaphore::new(part_buffers(config))),
         })
     }
 
@@ -207,33 +218,38 @@ impl S3Store {
     }
 
     /// Streams `input` into one new object, with a single PUT when it is small and a multipart
-    /// upload otherwise. Returns its length; an empty input writes nothing.
+    /// upload otherwise. Returns its length; an empty input writes nothing. Its buffers come
+    /// out of the memory budget: one part's worth before it reads, more for parts in flight
+    /// when there is room.
     async fn write_object(&self, path: &Path, key: &Key, mut input: InputStream) -> Result<u64> {
-        let mut first = BytesMut::new();
-        while first.len() < PART_SIZE {
-            match input.next().await {
-                Some(chunk) => first.extend_from_slice(&chunk.map_err(Error::Input)?),
-                None => {
-                    let length = first.len() as u64;
-                    if length > 0 {
-                        let payload = PutPayload::from(first.freeze());
-                        self.bucket
-                            .put(path, payload)
-                            .await
-                            .map_err(|e| fault(key, e))?;
-                    }
-                    return Ok(length);
+        let mut held = self.reserve_part(key).await?;
+        // The chunks as they came, never copied into one growing buffer.
+        let (mut first, mut length) = (Vec::new(), 0);
+        while length < PART_SIZE as u64 {
+            let Some(chunk) = input.next().await else {
+                if length > 0 {
+                    let payload: PutPayload = first.into_iter().collect();
+                    self.bucket
+                        .put(path, payload)
+                        .await
+                        .map_err(|e| fault(key, e))?;
                 }
-            }
+                return Ok(length);
+            };
+            let chunk: Bytes = chunk.map_err(Error::Input)?;
+            length += chunk.len() as u64;
+            first.push(chunk);
         }
+        let in_flight = self.reserve_parts_in_flight(&mut held);
         let upload = self
             .bucket
             .put_multipart(path)
             .await
             .map_err(|e| fault(key, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut length = first.len() as u64;
-        writer.put(first.freeze());
+        for chunk in first {
+            writer.put(chunk);
+        }
         while let Some(chunk) = input.next().await {
             let chunk = match chunk {
                 Ok(chunk) => chunk,
@@ -244,13 +260,36 @@ impl S3Store {
             };
             length += chunk.len() as u64;
             writer
-                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .wait_for_capacity(in_flight)
                 .await
                 .map_err(|e| fault(key, e))?;
             writer.put(chunk);
         }
         writer.finish().await.map_err(|e| fault(key, e))?;
         Ok(length)
+    }
+
+    /// Waits for one part buffer of the memory budget; refuses as busy after [`MEMORY_WAIT`].
+    async fn reserve_part(&self, key: &Key) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let permit = Arc::clone(&self.part_buffers).acquire_owned();
+        match tokio::time::timeout(MEMORY_WAIT, permit).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::Busy(format!(
+                "{key}: every upload buffer is in use; try again shortly"
+            ))),
+        }
+    }
+
+    /// Adds to `held` what room the budget has now for parts in flight (never waiting, so no
+    /// write ever waits while holding buffers); returns how many parts may be in flight.
+    fn reserve_parts_in_flight(&self, held: &mut tokio::sync::OwnedSemaphorePermit) -> usize {
+        for extra in (1..=PARTS_IN_FLIGHT).rev() {
+            if let Ok(more) = Arc::clone(&self.part_buffers).try_acquire_many_owned(extra) {
+                held.merge(more);
+                return extra as usize;
+            }
+        }
+        0
     }
 
     /// Concatenates the first `length` bytes of part objects into one new object through a
@@ -266,6 +305,14 @@ impl S3Store {
             other => other.map(|_| ()),
         }
     }
+}
+
+/// How many part buffers the configured memory budget holds (one at least).
+fn part_buffers(config: &S3Config) -> usize {
+    let budget = config.upload_memory.unwrap_or(DEFAULT_UPLOAD_MEMORY);
+    usize::try_from(budget / PART_SIZE as u64)
+        .unwrap_or(usize::MAX)
+        .max(1)
 }
 
 /// A fresh part name for an append at `offset`: the offset, so names sort in order, and 64

@@ -115,13 +115,19 @@ impl ApiError {
     }
 
     /// A storage fault, logged once per burst. A full disk answers 507, a fault that may pass
-    /// (an I/O error, an object store out of reach) 503 with `Retry-After`; anything else
-    /// means marina's own state is off: 500.
+    /// (an I/O error, an object store out of reach) 503 with `Retry-After`, an upload that
+    /// found no room in the memory budget 429 with `Retry-After`; anything else means
+    /// marina's own state is off: 500.
     fn storage(fault: &marina_store::Error, message: &str) -> Self {
         use marina_store::Error as F;
         let io = match fault {
             F::Io { source, .. } => Some(source),
             F::Unavailable(_) => None,
+            F::Busy(_) => {
+                let message = "the registry is busy with other uploads; try again shortly";
+                return Self::new(S::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests, message)
+                    .header(header::RETRY_AFTER, faults::RETRY_AFTER_SECS.to_string());
+            }
             F::NotFound(_) | F::Input(_) => return Self::internal(message),
         };
         faults::log(message);
