@@ -8,11 +8,15 @@
 #
 # What this script does:
 #   1. starts marina on a free loopback port (never 5000) with empty storage in a temp dir,
-#      and waits until GET /v2/ answers;
+#      and waits until GET /v2/ answers; with --replicas N (s3 only), starts N marinas on the same
+#      bucket and prefix, each on a port of its own, and a round-robin nginx reverse proxy in front
+#      of them on another free loopback port, which the suite then talks to;
 #   2. runs the suite with its working directory set to the output directory;
 #   3. leaves report.html and junit.xml in the output directory (marina's log goes there too, as
-#      marina.log) and prints a one-line summary parsed from junit.xml;
-#   4. stops marina (only the process it started) and exits with the suite's exit status.
+#      marina.log; with --replicas, marina-1.log ... marina-N.log and the proxy's proxy.log and
+#      proxy-access.log) and prints a one-line summary parsed from junit.xml;
+#   4. stops the proxy and marina (only the processes it started) and exits with the suite's exit
+#      status.
 #
 # Exit status: the suite's own status (0 = all passed); 2 = bad usage; 3 = setup failure (marina
 # missing or failed to start, the suite wrote no junit.xml, ...).
@@ -41,12 +45,20 @@ Options:
                              are removed first.
   --no-automatic-crossmount  Start marina with --mount-without-from false and tell the suite
                              (OCI_AUTOMATIC_CROSSMOUNT=0). The default is on (=1).
+  --replicas N               Start N (at least 2) marinas on the same S3 bucket and prefix, and
+                             point the suite at a round-robin nginx reverse proxy in front of them
+                             (no request buffering, keepalive to the marinas). Needs --storage s3
+                             and nginx (Debian: nginx-light; or env NGINX_BIN). Logs go to
+                             marina-1.log ... marina-N.log, proxy.log and proxy-access.log (one
+                             line per request, with the replica that answered it and its
+                             X-Request-Id).
   --start-timeout SECONDS    How long to wait for marina's GET /v2/ (default 30).
   -h, --help                 Show this help.
 
 Arguments after '--' are passed to the suite binary unchanged.
 
-Environment read (optional): OCI_VERSION (default 1.1; new runner only, e.g. 'dev' also tests upload
+Environment read (optional): NGINX_BIN (nginx for --replicas; default: nginx on PATH, else
+/usr/sbin/nginx), OCI_VERSION (default 1.1; new runner only, e.g. 'dev' also tests upload
 cancel, ?tag= and digest headers), OCI_DEBUG (default 0), OCI_DELETE_MANIFEST_BEFORE_BLOBS
 (default 1). Other OCI_* variables you set (OCI_LOG, OCI_FILTER_TEST, OCI_API_*, OCI_DATA_*, ...) are
 passed through; the read-only-data ones (OCI_TAG_NAME, OCI_MANIFEST_DIGEST, OCI_BLOB_DIGEST,
@@ -67,6 +79,7 @@ storage=filesystem
 out=./conformance-results
 crossmount=1
 start_timeout=30
+replicas=        # empty: one marina, no proxy
 suite_args=()
 
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die_usage "option $1 needs a value"; }
@@ -82,6 +95,8 @@ while [ $# -gt 0 ]; do
     --out) need_value "$@"; out=$2; shift 2 ;;
     --out=*) out=${1#*=}; shift ;;
     --no-automatic-crossmount) crossmount=0; shift ;;
+    --replicas) need_value "$@"; replicas=$2; shift 2 ;;
+    --replicas=*) replicas=${1#*=}; shift ;;
     --start-timeout) need_value "$@"; start_timeout=$2; shift 2 ;;
     --start-timeout=*) start_timeout=${1#*=}; shift ;;
     --) shift; suite_args=("$@"); break ;;
@@ -94,6 +109,11 @@ case "$storage" in
   *) die_usage "--storage must be 'filesystem' or 's3', not '$storage'" ;;
 esac
 [[ "$start_timeout" =~ ^[1-9][0-9]*$ ]] || die_usage "--start-timeout must be a positive whole number of seconds"
+if [ -n "$replicas" ]; then
+  [[ "$replicas" =~ ^[1-9][0-9]{0,2}$ ]] && [ "$replicas" -ge 2 ] \
+    || die_usage "--replicas must be a whole number from 2 to 999, not '$replicas'"
+  [ "$storage" = s3 ] || die_usage "--replicas needs --storage s3 (replicas share state only through the bucket)"
+fi
 [ -n "$out" ] || die_usage "--out must not be empty"
 [ -n "$bin" ] || die_usage "no conformance binary: pass --bin PATH or set CONFORMANCE_BIN"
 
@@ -113,6 +133,18 @@ done
 have_python=0
 command -v python3 >/dev/null 2>&1 && have_python=1
 
+nginx=
+if [ -n "$replicas" ]; then
+  nginx=${NGINX_BIN:-}
+  if [ -z "$nginx" ]; then
+    nginx=$(command -v nginx 2>/dev/null || true)
+    # /usr/sbin is not on an ordinary user's PATH on Debian.
+    [ -n "$nginx" ] || [ ! -x /usr/sbin/nginx ] || nginx=/usr/sbin/nginx
+  fi
+  [ -n "$nginx" ] && [ -f "$nginx" ] && [ -x "$nginx" ] \
+    || fail_setup "--replicas needs nginx${nginx:+ (no executable at '$nginx')}: install it (Debian: apt-get install nginx-light) or set NGINX_BIN"
+fi
+
 # ---------------------------------------------------------------------------------------- marina binary
 if [ -z "$marina" ]; then
   marina=$repo_root/target/release/marina
@@ -129,18 +161,28 @@ marina=$(abspath "$marina")
 mkdir -p "$out" || fail_setup "cannot create output directory '$out'"
 out=$(cd "$out" && pwd)
 # Remove reports of an earlier run, so a run that writes none cannot pass off old results as its own.
-rm -f "$out/junit.xml" "$out/report.html" "$out/results.yaml" "$out/marina.log"
-marina_log=$out/marina.log
+rm -f "$out/junit.xml" "$out/report.html" "$out/results.yaml" "$out/marina.log" "$out"/marina-[0-9]*.log \
+  "$out/proxy.log" "$out/proxy-access.log"
+n_marinas=${replicas:-1}
+marina_logs=()  # marina_logs[i-1] is replica i's log
+if [ -z "$replicas" ]; then
+  marina_logs=("$out/marina.log")
+else
+  for i in $(seq 1 "$n_marinas"); do marina_logs+=("$out/marina-$i.log"); done
+fi
+proxy_log=$out/proxy.log
+proxy_access_log=$out/proxy-access.log
 
 # ---------------------------------------------------------------------------------------- cleanup
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/marina-conformance.XXXXXX")
-marina_pid=
+marina_pids=()  # marina_pids[i-1] is replica i's pid, empty once it is stopped
+marina_ports=()
+proxy_pid=
 suite_pid=
 
-stop_marina() {
-  local pid=$marina_pid
+stop_process() { # $1 = pid, $2 = name for the log; SIGTERM, then SIGKILL after 10 s
+  local pid=$1 name=$2
   [ -n "$pid" ] || return 0
-  marina_pid=
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     local i
@@ -149,11 +191,26 @@ stop_marina() {
       sleep 0.1
     done
     if kill -0 "$pid" 2>/dev/null; then
-      log "marina (pid $pid) did not stop after SIGTERM; sending SIGKILL"
+      log "$name (pid $pid) did not stop after SIGTERM; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
   wait "$pid" 2>/dev/null || true
+}
+
+stop_proxy() {
+  local pid=$proxy_pid
+  proxy_pid=
+  stop_process "$pid" nginx  # SIGTERM is nginx's fast shutdown; the master stops its workers
+}
+
+stop_marina() { # stops every replica
+  local i pid
+  for i in "${!marina_pids[@]}"; do
+    pid=${marina_pids[$i]}
+    marina_pids[$i]=
+    if [ -z "$replicas" ]; then stop_process "$pid" marina; else stop_process "$pid" "marina replica $(( i + 1 ))"; fi
+  done
 }
 
 cleanup() {
@@ -163,6 +220,7 @@ cleanup() {
     kill -TERM "$suite_pid" 2>/dev/null || true
     wait "$suite_pid" 2>/dev/null || true
   fi
+  stop_proxy
   stop_marina
   rm -rf "$workdir"
 }
@@ -175,8 +233,10 @@ port_in_use() { # is something accepting connections on 127.0.0.1:$1 ?
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+taken_ports=()  # ports given to our own processes: a replica that has not bound its port yet must
+                # not get a second one the same
 pick_port() {
-  local p i
+  local p i t clash
   for i in $(seq 1 50); do
     if [ "$have_python" = 1 ]; then
       p=$(python3 -c 'import socket
@@ -189,7 +249,11 @@ s.close()')
     fi
     # 5000 is the registry's customary port: never take it, even when it happens to be free.
     [ "$p" != 5000 ] || continue
+    clash=0
+    for t in ${taken_ports[@]+"${taken_ports[@]}"}; do [ "$t" != "$p" ] || clash=1; done
+    [ "$clash" = 0 ] || continue
     port_in_use "$p" && continue
+    taken_ports+=("$p")
     printf '%s\n' "$p"
     return 0
   done
@@ -205,7 +269,7 @@ else
 fi
 
 if [ "$storage" = s3 ]; then
-  # Fresh storage on S3 too: this run's keys live under a prefix of their own.
+  # Fresh storage on S3 too: this run's keys live under a prefix of their own (shared by the replicas).
   export S3_PREFIX="${S3_PREFIX:+${S3_PREFIX%/}/}conformance-$(date +%s)-$$"
   log "storage: s3 under the fresh prefix $S3_PREFIX"
   s3_vars=$(compgen -e | grep -E '^(S3|AWS)_' | tr '\n' ' ' | sed 's/ $//' || true)
@@ -218,44 +282,43 @@ else
   log "storage: filesystem in $workdir/storage (fresh, deleted afterwards)"
 fi
 
-start_marina() { # $1 = port; sets marina_pid
-  local port=$1
-  : >"$marina_log"
+start_marina() { # $1 = port, $2 = log file; sets new_pid
+  local port=$1 logfile=$2
+  : >"$logfile"
   if [ "$storage" = s3 ]; then
     STORAGE_DRIVER=s3 "$marina" --listen "127.0.0.1:$port" "${marina_args_common[@]}" \
-      </dev/null >>"$marina_log" 2>&1 &
+      </dev/null >>"$logfile" 2>&1 &
   else
     rm -rf "$workdir/storage"
     STORAGE_DRIVER=filesystem "$marina" --listen "127.0.0.1:$port" --storage-path "$workdir/storage" \
-      "${marina_args_common[@]}" </dev/null >>"$marina_log" 2>&1 &
+      "${marina_args_common[@]}" </dev/null >>"$logfile" 2>&1 &
   fi
-  marina_pid=$!
+  new_pid=$!
 }
 
-show_log_tail() {
-  printf '[conformance] --- last lines of %s ---\n' "$marina_log" >&2
-  tail -n 20 "$marina_log" >&2 || true
+show_log_tail() { # $1 = log file
+  printf '[conformance] --- last lines of %s ---\n' "$1" >&2
+  tail -n 20 "$1" >&2 || true
   printf '[conformance] ---\n' >&2
 }
 
-# Waits until marina answers GET /v2/. Returns 0 when ready, 1 when marina exited (status in
-# $marina_exit), 2 on timeout.
+# Waits until the process $1 answers GET $2/v2/. Returns 0 when ready (status in $ready_status), 1
+# when the process exited (status in $exit_status), 2 on timeout.
 wait_ready() {
-  local port=$1 deadline code
+  local pid=$1 url=$2 deadline code
   deadline=$(( $(date +%s) + start_timeout ))
   while :; do
-    if ! kill -0 "$marina_pid" 2>/dev/null; then
-      marina_exit=0
-      wait "$marina_pid" 2>/dev/null || marina_exit=$?
-      marina_pid=
+    if ! kill -0 "$pid" 2>/dev/null; then
+      exit_status=0
+      wait "$pid" 2>/dev/null || exit_status=$?
       return 1
     fi
-    code=$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/v2/" 2>/dev/null || true)
+    code=$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/v2/" 2>/dev/null || true)
     if [ -n "$code" ] && [ "$code" != 000 ]; then
-      # Something answered; make sure it is our marina and not a process that took the port first.
+      # Something answered; make sure it is our process and not one that took the port first.
       sleep 0.2
-      if kill -0 "$marina_pid" 2>/dev/null; then
-        marina_ready_status=$code
+      if kill -0 "$pid" 2>/dev/null; then
+        ready_status=$code
         return 0
       fi
       continue
@@ -265,37 +328,157 @@ wait_ready() {
   done
 }
 
-port=
-marina_exit=0
-marina_ready_status=
-for attempt in 1 2 3 4 5; do
-  port=$(pick_port) || fail_setup "could not find a free loopback port"
-  start_marina "$port"
-  set +e
-  wait_ready "$port"
-  ready=$?
-  set -e
-  if [ "$ready" = 0 ]; then
-    break
-  elif [ "$ready" = 1 ]; then
-    if grep -qiE 'address (already )?in use' "$marina_log" && [ "$attempt" -lt 5 ]; then
-      log "port $port was taken before marina could bind it; trying another"
-      continue
+# Starts one marina, on another port if its port was taken before it could bind it. $1 = its
+# index (0-based); sets marina_pids[$1] and marina_ports[$1]; exits 3 if it cannot start.
+start_one_marina() {
+  local i=$1 logfile=${marina_logs[$1]} what=marina attempt port ready
+  [ -z "$replicas" ] || what="marina replica $(( i + 1 ))"
+  for attempt in 1 2 3 4 5; do
+    port=$(pick_port) || fail_setup "could not find a free loopback port"
+    start_marina "$port" "$logfile"
+    marina_pids[$i]=$new_pid
+    exit_status=0
+    ready_status=
+    set +e
+    wait_ready "$new_pid" "http://127.0.0.1:$port"
+    ready=$?
+    set -e
+    if [ "$ready" = 0 ]; then
+      marina_ports[$i]=$port
+      [ "$ready_status" = 200 ] || log "warning: GET /v2/ of $what answered $ready_status, not 200"
+      return 0
     fi
-    log "marina failed to start (exit status $marina_exit; $marina with --storage $storage)"
-    show_log_tail
+    if [ "$ready" = 1 ]; then
+      marina_pids[$i]=
+      if grep -qiE 'address (already )?in use' "$logfile" && [ "$attempt" -lt 5 ]; then
+        log "port $port was taken before $what could bind it; trying another"
+        continue
+      fi
+      log "$what failed to start (exit status $exit_status; $marina with --storage $storage)"
+    else
+      log "$what failed to start: GET http://127.0.0.1:$port/v2/ did not answer within ${start_timeout}s"
+    fi
+    show_log_tail "$logfile"
     exit 3
+  done
+  fail_setup "$what failed to start"
+}
+
+for i in $(seq 0 $(( n_marinas - 1 ))); do
+  start_one_marina "$i"
+  if [ -z "$replicas" ]; then
+    log "marina pid ${marina_pids[$i]} listening on http://127.0.0.1:${marina_ports[$i]} (log: ${marina_logs[$i]})"
   else
-    log "marina failed to start: GET http://127.0.0.1:$port/v2/ did not answer within ${start_timeout}s"
-    show_log_tail
-    exit 3
+    log "marina pid ${marina_pids[$i]} listening on http://127.0.0.1:${marina_ports[$i]} (replica $(( i + 1 )) of $n_marinas; log: ${marina_logs[$i]})"
   fi
 done
-[ "$ready" = 0 ] || fail_setup "marina failed to start"
-[ "$marina_ready_status" = 200 ] || log "warning: GET /v2/ answered $marina_ready_status, not 200"
+port=${marina_ports[0]}
+
+# ---------------------------------------------------------------------------------------- proxy
+# nginx in the foreground (daemon off), as a child of this script, with a configuration, pid file and
+# temp folders of its own in the work dir: nothing of a system nginx is read or touched.
+# Request bodies are streamed to marina as they arrive (proxy_request_buffering off). When marina
+# answers before the whole body has been passed on (an error to a large PATCH, say), nginx sends the
+# answer without "Connection: close" but then closes the client's connection, so the client's next
+# request on it can fail with EOF.
+write_nginx_conf() { # $1 = listen port
+  local conf=$workdir/nginx/nginx.conf p
+  mkdir -p "$workdir/nginx/temp"
+  # Started as root, nginx runs its workers as an unprivileged user, which must be able to reach
+  # the temp folders (mktemp made the work dir 0700).
+  chmod 711 "$workdir"
+  chmod 755 "$workdir/nginx" "$workdir/nginx/temp"
+  {
+    cat <<NGINX
+# Written by scripts/$prog for one conformance run; deleted afterwards.
+daemon off;
+worker_processes 1;
+pid $workdir/nginx/nginx.pid;
+error_log $proxy_log warn;
+
+events {
+  worker_connections 1024;
+}
+
+http {
+  client_body_temp_path $workdir/nginx/temp/body;
+  proxy_temp_path $workdir/nginx/temp/proxy;
+  fastcgi_temp_path $workdir/nginx/temp/fastcgi;
+  uwsgi_temp_path $workdir/nginx/temp/uwsgi;
+  scgi_temp_path $workdir/nginx/temp/scgi;
+
+  log_format replicas '\$time_iso8601 "\$request" \$status \$body_bytes_sent '
+                      'upstream=\$upstream_addr upstream_status=\$upstream_status '
+                      'request_id=\$upstream_http_x_request_id time=\$request_time';
+  access_log $proxy_access_log replicas;
+
+  upstream marina {
+NGINX
+    for p in "${marina_ports[@]}"; do
+      printf '    server 127.0.0.1:%s;\n' "$p"
+    done
+    cat <<NGINX
+    keepalive 32;
+  }
+
+  server {
+    listen 127.0.0.1:$1;
+    client_max_body_size 0;
+
+    location / {
+      proxy_pass http://marina;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      # The client's Host, port included, so that what marina derives from it is right as seen
+      # through the proxy.
+      proxy_set_header Host \$http_host;
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+  } >"$conf"
+}
+
+if [ -n "$replicas" ]; then
+  for attempt in 1 2 3 4 5; do
+    proxy_port=$(pick_port) || fail_setup "could not find a free loopback port"
+    write_nginx_conf "$proxy_port"
+    : >"$proxy_log"
+    # -e: errors before the configuration is read go to our log too, not to /var/log/nginx.
+    "$nginx" -p "$workdir/nginx/" -e "$proxy_log" -c "$workdir/nginx/nginx.conf" \
+      </dev/null >>"$proxy_log" 2>&1 &
+    proxy_pid=$!
+    exit_status=0
+    ready_status=
+    set +e
+    wait_ready "$proxy_pid" "http://127.0.0.1:$proxy_port"
+    ready=$?
+    set -e
+    if [ "$ready" = 0 ]; then
+      break
+    fi
+    if [ "$ready" = 1 ]; then
+      proxy_pid=
+      if grep -qiE 'address (already )?in use' "$proxy_log" && [ "$attempt" -lt 5 ]; then
+        log "port $proxy_port was taken before nginx could bind it; trying another"
+        continue
+      fi
+      log "nginx failed to start (exit status $exit_status; $nginx)"
+    else
+      log "nginx failed to start: GET http://127.0.0.1:$proxy_port/v2/ did not answer within ${start_timeout}s"
+    fi
+    show_log_tail "$proxy_log"
+    exit 3
+  done
+  [ "$ready" = 0 ] || fail_setup "nginx failed to start"
+  [ "$ready_status" = 200 ] || log "warning: GET /v2/ through the proxy answered $ready_status, not 200"
+  port=$proxy_port
+  log "proxy (nginx) pid $proxy_pid listening on http://127.0.0.1:$port, round robin over $n_marinas replicas (logs: $proxy_log, $proxy_access_log)"
+fi
 
 root_url=http://127.0.0.1:$port
-log "marina pid $marina_pid listening on $root_url (log: $marina_log)"
 
 # ---------------------------------------------------------------------------------------- suite env
 # Repository names carry a run id so that runs against shared (s3) storage do not see each other.
@@ -337,7 +520,7 @@ if [ -z "${OCI_API_BLOBS_MOUNT_ANONYMOUS:-}" ]; then
 fi
 
 # ---------------------------------------------------------------------------------------- run suite
-log "running $bin (working directory $out, OCI_VERSION=$OCI_VERSION, automatic crossmount=$crossmount)"
+log "running $bin (working directory $out, OCI_VERSION=$OCI_VERSION, automatic crossmount=$crossmount${replicas:+, $replicas replicas behind the proxy})"
 # In the background so that a signal to this script runs the cleanup at once (wait is interrupted;
 # a foreground child would delay the trap until the suite ends).
 (cd "$out" && exec "$bin" ${suite_args[@]+"${suite_args[@]}"}) </dev/null &
@@ -348,10 +531,17 @@ suite_status=$?
 set -e
 suite_pid=
 
-if ! kill -0 "$marina_pid" 2>/dev/null; then
-  log "warning: marina exited during the run"
-  show_log_tail
+if [ -n "$proxy_pid" ] && ! kill -0 "$proxy_pid" 2>/dev/null; then
+  log "warning: nginx exited during the run"
+  show_log_tail "$proxy_log"
 fi
+for i in "${!marina_pids[@]}"; do
+  if ! kill -0 "${marina_pids[$i]}" 2>/dev/null; then
+    if [ -z "$replicas" ]; then log "warning: marina exited during the run"; else log "warning: marina replica $(( i + 1 )) exited during the run"; fi
+    show_log_tail "${marina_logs[$i]}"
+  fi
+done
+stop_proxy
 stop_marina
 
 # The new runner writes to OCI_RESULTS_DIR, the legacy suite to OCI_REPORT_DIR (or its working

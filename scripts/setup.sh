@@ -17,9 +17,10 @@ done
 log() { printf '[setup] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages: real OCI clients, the reference registry, and Garage's C libraries.
+# Debian packages: real OCI clients, the reference registry, Garage's C libraries, and nginx for
+# the proxy of scripts/conformance.sh --replicas.
 apt_packages=(skopeo buildah podman containerd umoci docker-registry jq curl openssl
-              python3-venv libsodium-dev libzstd-dev pkg-config)
+              python3-venv libsodium-dev libzstd-dev pkg-config nginx-light)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -30,6 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The reference registry is for benchmarks only: never leave it running as a service.
   as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  # nginx likewise: conformance.sh runs its own, with its own configuration, only while it runs.
+  as_root systemctl disable --now nginx >/dev/null 2>&1 || true
 else
   log "apt: all packages present"
 fi

@@ -126,6 +126,20 @@ run novalue -- --bin
 expect "--bin without a value exits 2" test "$rc" = 2
 run help -- --help
 expect "--help exits 0 and prints usage" eval '[ "$rc" = 0 ] && grep -q "^Usage:" "$tmp/help.out"'
+expect "--help documents --replicas" grep -q -- '--replicas N' "$tmp/help.out"
+
+# --replicas: only its checks before anything starts are tested here. A run behind the proxy needs
+# real S3 storage (the replicas share state only through the bucket), which this test does not have.
+run replicas1 -- --bin "$standin" --storage s3 --replicas 1
+expect "--replicas 1 exits 2" eval '[ "$rc" = 2 ] && grep -q "at least 2\|from 2 to" "$tmp/replicas1.err"'
+run replicasword -- --bin "$standin" --storage s3 --replicas two
+expect "--replicas two exits 2" test "$rc" = 2
+run replicasfs -- --bin "$standin" --replicas 2
+expect "--replicas without --storage s3 exits 2, naming --storage s3" \
+  eval '[ "$rc" = 2 ] && grep -q -- "--replicas needs --storage s3" "$tmp/replicasfs.err"'
+run replicasnonginx NGINX_BIN=$tmp/no-such-nginx -- --bin "$standin" --out "$tmp/results-nonginx" --storage s3 --replicas 2
+expect "--replicas with no nginx: setup failure (exit 3) naming nginx, before anything starts" \
+  eval '[ "$rc" = 3 ] && grep -q "needs nginx" "$tmp/replicasnonginx.err" && ! grep -q "marina pid" "$tmp/replicasnonginx.err" && ! grep -q "^standin:" "$tmp/replicasnonginx.out"'
 
 # ---------------------------------------------------------------- 5. marina that cannot start
 # The s3 backend is not built into every marina; without S3 settings it must fail to start either
