@@ -27,7 +27,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, storage = %settings.storage, "marina is serving");
-    marina_http::serve(listener, registry, shutdown_signal())
+    marina_http::serve(listener, registry, settings.limits, shutdown_signal())
         .await
         .context("serving")?;
     tracing::info!("stopped: every request in flight has finished");

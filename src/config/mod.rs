@@ -72,6 +72,20 @@ pub(crate) struct ServeArgs {
     /// [default: false].
     #[arg(long, env = "MARINA_MOUNT_WITHOUT_FROM", value_name = "BOOL")]
     mount_without_from: Option<String>,
+    /// Connections open at once; more wait to be accepted [default: 4096].
+    #[arg(long, env = "MARINA_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<String>,
+    /// How long a client may take to send a request head, e.g. 30s [default: 30s].
+    #[arg(long, env = "MARINA_HEADER_TIMEOUT", value_name = "DURATION")]
+    header_timeout: Option<String>,
+    /// How long a connection may idle between requests, or leave an answer unread, e.g. 2m
+    /// [default: 120s].
+    #[arg(long, env = "MARINA_IDLE_TIMEOUT", value_name = "DURATION")]
+    idle_timeout: Option<String>,
+    /// The slowest a request body may arrive, per second, after 30 s at any rate, e.g. 1KiB;
+    /// 0 turns the check off [default: 1KiB].
+    #[arg(long, env = "MARINA_MIN_BODY_RATE", value_name = "SIZE")]
+    min_body_rate: Option<String>,
     /// Log level (error, warn, info, debug, trace) or filter directives [default: info].
     #[arg(long, env = "MARINA_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
@@ -86,6 +100,7 @@ pub(crate) struct Settings {
     pub(crate) listen: SocketAddr,
     pub(crate) storage: StorageConfig,
     pub(crate) registry: marina_registry::Config,
+    pub(crate) limits: marina_http::Limits,
     pub(crate) log: LogConfig,
     /// Said once logging is up (deprecated or risky settings).
     pub(crate) warnings: Vec<String>,
@@ -128,6 +143,7 @@ impl Settings {
             )?,
             mount_without_from: s.get(&names::MOUNT, "false", "true or false", parse::boolean)?,
         };
+        let limits = limits(&s)?;
         let levels = "a level (error, warn, info, debug, trace) or filter directives";
         let filter = s.get(&names::LOG_LEVEL, "info", levels, |v| {
             EnvFilter::try_new(v).ok()
@@ -141,8 +157,32 @@ impl Settings {
             listen,
             storage,
             registry,
+            limits,
             log: LogConfig { filter, json },
             warnings,
         })
     }
+}
+
+/// The connection limits.
+fn limits(s: &Sources<'_>) -> Result<marina_http::Limits, ConfigError> {
+    let defaults = marina_http::Limits::default();
+    let duration = "a duration such as 30s or 2m";
+    Ok(marina_http::Limits {
+        max_connections: s.get(
+            &names::MAX_CONNECTIONS,
+            "4096",
+            "a whole number from 1",
+            |v| v.parse().ok().filter(|n| *n >= 1),
+        )?,
+        header_timeout: s.get(&names::HEADER_TIMEOUT, "30s", duration, parse::duration)?,
+        idle_timeout: s.get(&names::IDLE_TIMEOUT, "120s", duration, parse::duration)?,
+        min_body_rate: s.get(
+            &names::MIN_BODY_RATE,
+            "1KiB",
+            "a size such as 1KiB, or 0",
+            |v| parse::size(v).map(|n| n as u64),
+        )?,
+        body_grace: defaults.body_grace,
+    })
 }

@@ -98,6 +98,30 @@ pub(super) const MOUNT: Names = Names {
     env: "MARINA_MOUNT_WITHOUT_FROM",
     key: "mount_without_from",
 };
+pub(super) const MAX_CONNECTIONS: Names = Names {
+    id: "max_connections",
+    flag: "--max-connections",
+    env: "MARINA_MAX_CONNECTIONS",
+    key: "http.max_connections",
+};
+pub(super) const HEADER_TIMEOUT: Names = Names {
+    id: "header_timeout",
+    flag: "--header-timeout",
+    env: "MARINA_HEADER_TIMEOUT",
+    key: "http.header_timeout",
+};
+pub(super) const IDLE_TIMEOUT: Names = Names {
+    id: "idle_timeout",
+    flag: "--idle-timeout",
+    env: "MARINA_IDLE_TIMEOUT",
+    key: "http.idle_timeout",
+};
+pub(super) const MIN_BODY_RATE: Names = Names {
+    id: "min_body_rate",
+    flag: "--min-body-rate",
+    env: "MARINA_MIN_BODY_RATE",
+    key: "http.min_body_rate",
+};
 pub(super) const LOG_LEVEL: Names = Names {
     id: "log_level",
     flag: "--log-level",
@@ -112,7 +136,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 18] = [
+pub(super) const ALL: [&Names; 22] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -129,6 +153,10 @@ pub(super) const ALL: [&Names; 18] = [
     &MANIFEST,
     &EXPIRY,
     &MOUNT,
+    &MAX_CONNECTIONS,
+    &HEADER_TIMEOUT,
+    &IDLE_TIMEOUT,
+    &MIN_BODY_RATE,
     &LOG_LEVEL,
     &LOG_FORMAT,
 ];

@@ -55,6 +55,16 @@ impl Server {
 
     /// Serves any store (tests use this to inject faults).
     pub async fn serve(store: Arc<dyn Store>, config: Config, dir: tempfile::TempDir) -> Self {
+        Self::serve_limited(store, config, dir, marina_http::Limits::default()).await
+    }
+
+    /// Serves any store under the given connection limits.
+    pub async fn serve_limited(
+        store: Arc<dyn Store>,
+        config: Config,
+        dir: tempfile::TempDir,
+        limits: marina_http::Limits,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -62,7 +72,7 @@ impl Server {
         let registry = Registry::new(Arc::clone(&store), config);
         let shutdown = std::future::pending();
         tokio::spawn(async move {
-            marina_http::serve(listener, registry, shutdown)
+            marina_http::serve(listener, registry, limits, shutdown)
                 .await
                 .expect("serve");
         });

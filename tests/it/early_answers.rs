@@ -140,14 +140,25 @@ async fn an_early_answer_waits_for_the_rest_of_the_body() {
     let mut stream = BufReader::new(TcpStream::connect(server.addr()).await.unwrap());
     stream.get_mut().write_all(head.as_bytes()).await.unwrap();
     let body = vec![b'x'; length];
-    stream.get_mut().write_all(&body[..length - 1024]).await.unwrap();
+    stream
+        .get_mut()
+        .write_all(&body[..length - 1024])
+        .await
+        .unwrap();
     let mut byte = [0u8; 1];
     let early = tokio::time::timeout(
         std::time::Duration::from_millis(300),
         stream.get_mut().peek(&mut byte),
     );
-    assert!(early.await.is_err(), "the answer went out before the body was in");
-    stream.get_mut().write_all(&body[length - 1024..]).await.unwrap();
+    assert!(
+        early.await.is_err(),
+        "the answer went out before the body was in"
+    );
+    stream
+        .get_mut()
+        .write_all(&body[length - 1024..])
+        .await
+        .unwrap();
     let (status, _, body) = read_response(&mut stream, false).await;
     assert_eq!(status, 416, "{}", String::from_utf8_lossy(&body));
 }

@@ -11,6 +11,7 @@ mod early_answers;
 mod expiry;
 mod garage;
 mod invariants;
+mod limits;
 mod management;
 mod memory;
 mod pull;

@@ -6,12 +6,14 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use crate::connection::{Activity, ConnectionInfo};
 use crate::handlers::{RouteTemplate, value};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -21,8 +23,12 @@ static PROCESS_TAG: LazyLock<String> = LazyLock::new(|| {
     b.iter().map(|x| format!("{x:02x}")).collect()
 });
 
-/// Logs and labels one request.
+/// Logs and labels one request, and counts it on its connection until its answer is written.
 pub(crate) async fn observe(request: Request, next: Next) -> Response {
+    let under_way = request
+        .extensions()
+        .get::<ConnectInfo<ConnectionInfo>>()
+        .map(|info| UnderWay::start(&info.0.activity));
     let id = format!(
         "{}-{:x}",
         *PROCESS_TAG,
@@ -53,7 +59,58 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     let h = response.headers_mut();
     h.insert("Docker-Distribution-API-Version", value("registry/2.0"));
     h.insert("X-Request-Id", value(id));
-    response
+    match under_way {
+        Some(guard) => response.map(|body| {
+            Body::new(Answering {
+                body,
+                _guard: guard,
+            })
+        }),
+        None => response,
+    }
+}
+
+/// A request counted on its connection; it stops counting when dropped (the answer written,
+/// abandoned, or the handler panicked).
+struct UnderWay(Activity);
+
+impl UnderWay {
+    fn start(activity: &Activity) -> Self {
+        activity.request_started();
+        Self(activity.clone())
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+/// An answer's body, which holds its request's [`UnderWay`] until the server drops it.
+struct Answering {
+    body: Body,
+    _guard: UnderWay,
+}
+
+impl http_body::Body for Answering {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A handler panicked: answer 500 with an OCI body; the server keeps serving.

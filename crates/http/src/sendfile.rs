@@ -9,6 +9,7 @@
 //! and the bytes on the wire agree. HTTP/2 interleaves streams on one connection, so it never
 //! takes this path (marina serves HTTP/1 only, and the handler checks the request's version).
 //! A stand-in slice with nothing queued for it fails the connection; it is never sent as is.
+//! [`crate::connection::Connection`] calls [`poll_write_vectored`] for every write.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -20,11 +21,9 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use bytes::Bytes;
 use marina_store::{Error, FileSlice, Key};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncWrite, Interest};
 use tokio::net::TcpStream;
 
 /// Bytes a body yields per chunk, and so the most one sendfile call sends.
@@ -40,48 +39,6 @@ fn is_stand_in(buf: &[u8]) -> bool {
     !buf.is_empty() && at >= base && at < base + STAND_IN.len()
 }
 
-/// Unsent bytes a connection's socket queues at most before a write waits (`TCP_NOTSENT_LOWAT`).
-///
-/// When the client reads slower than marina sends (one client pulling a big blob), a full
-/// socket buffer of unsent bytes waits for the client's window, and the kernel transmits them
-/// when the client's acknowledgements arrive: on the client's core, in the client's time. With
-/// a short queue, marina's next sendfile transmits them on its own core. Over loopback, one
-/// pull of a cached 1 GiB blob went from 2.0–2.3 GiB/s to 3.2–3.6 GiB/s (curl and
-/// `marina bench`). A fast client is unaffected: with the window open, bytes leave as soon as
-/// they are queued.
-const NOTSENT_LOWAT: u32 = 16 * 1024;
-
-/// Accepts TCP connections (no Nagle delay, a short unsent queue) as [`Connection`]s.
-#[derive(Debug)]
-pub(crate) struct Listener(pub(crate) tokio::net::TcpListener);
-
-impl axum::serve::Listener for Listener {
-    type Io = Connection;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, peer) = axum::serve::Listener::accept(&mut self.0).await;
-        let _ = tcp.set_nodelay(true);
-        let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT);
-        let connection = Connection {
-            tcp,
-            queue: SendQueue::default(),
-        };
-        (connection, peer)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-/// A client connection whose writes send queued file ranges in place of stand-in bytes.
-#[derive(Debug)]
-pub(crate) struct Connection {
-    tcp: TcpStream,
-    queue: SendQueue,
-}
-
 /// The file ranges a connection's stand-in bytes stand for, oldest first. Handlers reach it
 /// through the request's `ConnectInfo`.
 #[derive(Clone, Debug, Default)]
@@ -93,12 +50,6 @@ struct Pending {
     file: Arc<std::fs::File>,
     offset: u64,
     left: u64,
-}
-
-impl Connected<IncomingStream<'_, Listener>> for SendQueue {
-    fn connect_info(stream: IncomingStream<'_, Listener>) -> Self {
-        stream.io().queue.clone()
-    }
 }
 
 impl SendQueue {
@@ -193,107 +144,61 @@ fn read_ahead(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
-impl Connection {
-    /// Sends up to `want` bytes of the oldest queued file range.
-    fn poll_send_file(&self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
-        let mut queue = self.queue.lock();
-        let Some(next) = queue.front_mut() else {
-            return Poll::Ready(Err(io::Error::other(
-                "a stand-in body chunk reached the socket with no file range queued for it",
-            )));
-        };
-        let count = want.min(usize::try_from(next.left).unwrap_or(usize::MAX));
-        loop {
-            ready!(self.tcp.poll_write_ready(cx))?;
-            let sent = self.tcp.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(&self.tcp, &*next.file, Some(&mut next.offset), count)
-                    .map_err(io::Error::from)
-            });
-            match sent {
-                Ok(0) => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "a blob file ended before its recorded size",
-                    )));
-                }
-                Ok(n) => {
-                    next.left -= n as u64;
-                    if next.left == 0 {
-                        queue.pop_front();
-                    }
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+/// Sends up to `want` bytes of the oldest file range queued on `tcp`'s connection.
+pub(crate) fn poll_send_file(
+    tcp: &TcpStream,
+    queue: &SendQueue,
+    cx: &mut Context<'_>,
+    want: usize,
+) -> Poll<io::Result<usize>> {
+    let mut queue = queue.lock();
+    let Some(next) = queue.front_mut() else {
+        return Poll::Ready(Err(io::Error::other(
+            "a stand-in body chunk reached the socket with no file range queued for it",
+        )));
+    };
+    let count = want.min(usize::try_from(next.left).unwrap_or(usize::MAX));
+    loop {
+        ready!(tcp.poll_write_ready(cx))?;
+        let sent = tcp.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(tcp, &*next.file, Some(&mut next.offset), count)
+                .map_err(io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "a blob file ended before its recorded size",
+                )));
             }
+            Ok(n) => {
+                next.left -= n as u64;
+                if next.left == 0 {
+                    queue.pop_front();
+                }
+                return Poll::Ready(Ok(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
 }
 
-impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+/// Writes `bufs` to `tcp`: the plain buffers before the first stand-in; at a stand-in, the
+/// file bytes queued for it.
+pub(crate) fn poll_write_vectored(
+    tcp: Pin<&mut TcpStream>,
+    queue: &SendQueue,
+    cx: &mut Context<'_>,
+    bufs: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    let plain = bufs.iter().take_while(|b| !is_stand_in(b)).count();
+    if bufs[..plain].iter().any(|b| !b.is_empty()) {
+        return tcp.poll_write_vectored(cx, &bufs[..plain]);
     }
-}
-
-impl AsyncWrite for Connection {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-    }
-
-    /// Writes the plain buffers before the first stand-in; at a stand-in, sends file bytes.
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let plain = bufs.iter().take_while(|b| !is_stand_in(b)).count();
-        if bufs[..plain].iter().any(|b| !b.is_empty()) {
-            return Pin::new(&mut this.tcp).poll_write_vectored(cx, &bufs[..plain]);
-        }
-        let stand_ins = bufs[plain..].iter().take_while(|b| is_stand_in(b));
-        match stand_ins.map(|b| b.len()).sum() {
-            0 => Poll::Ready(Ok(0)),
-            want => this.poll_send_file(cx, want),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn accepted_connections_queue_little_unsent_data() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let mut listener = Listener(listener);
-        let client = tokio::spawn(TcpStream::connect(address));
-        let (connection, _) = axum::serve::Listener::accept(&mut listener).await;
-        let socket = socket2::SockRef::from(&connection.tcp);
-        assert_eq!(socket.tcp_notsent_lowat().unwrap(), NOTSENT_LOWAT);
-        assert!(socket.tcp_nodelay().unwrap());
-        drop(client.await.unwrap().unwrap());
+    let stand_ins = bufs[plain..].iter().take_while(|b| is_stand_in(b));
+    match stand_ins.map(|b| b.len()).sum() {
+        0 => Poll::Ready(Ok(0)),
+        want => poll_send_file(&tcp, queue, cx, want),
     }
 }

@@ -11,25 +11,38 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use marina_registry::Registry;
 
+use crate::Limits;
+use crate::connection::ConnectionInfo;
 use crate::drain::DrainOnDrop;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
+use crate::limits::MinRate;
 use crate::sendfile::SendQueue;
 
 /// The route template a response answered, for the request log.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RouteTemplate(pub(crate) &'static str);
 
+/// What every request is handled with.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) registry: Registry,
+    pub(crate) limits: Limits,
+}
+
 /// The one handler behind `/`: every path is parsed here, so names of any depth work.
-pub(crate) async fn handle(State(registry): State<Registry>, request: Request) -> Response {
+pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let registry = &state.registry;
     let (parts, body) = request.into_parts();
-    // Every answer below may come before the body is read: the wrapper drains what is left.
+    // A body may not trickle; every answer below may come before the body is read, and the
+    // wrapper drains what is left (a body too slow fails the drain too, closing the connection).
+    let body = MinRate::wrap(body, &state.limits);
     let (body, leftover) = DrainOnDrop::wrap(body, &parts.headers);
     let response = match Endpoint::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(endpoint) => {
             let template = endpoint.template();
             let sendfile = sendfile_queue(&parts);
-            let mut response = dispatch(&registry, endpoint, &parts.headers, body, sendfile)
+            let mut response = dispatch(registry, endpoint, &parts.headers, body, sendfile)
                 .await
                 .unwrap_or_else(IntoResponse::into_response);
             response.extensions_mut().insert(RouteTemplate(template));
@@ -48,8 +61,8 @@ pub(crate) async fn handle(State(registry): State<Registry>, request: Request) -
 /// has one (HTTP/2 copies body bytes into its frames, so it cannot use stand-ins).
 fn sendfile_queue(parts: &axum::http::request::Parts) -> Option<SendQueue> {
     let http1 = matches!(parts.version, Version::HTTP_10 | Version::HTTP_11);
-    let info = parts.extensions.get::<ConnectInfo<SendQueue>>();
-    info.filter(|_| http1).map(|info| info.0.clone())
+    let info = parts.extensions.get::<ConnectInfo<ConnectionInfo>>();
+    info.filter(|_| http1).map(|info| info.0.queue.clone())
 }
 
 async fn dispatch(
