@@ -57,4 +57,11 @@ if [ "$want_garage" = 1 ]; then
       --no-default-features --features lmdb,system-libs
   fi
 fi
+# cargo-fuzz (libFuzzer) for the bounded fuzz run and scripts/fuzz.sh.
+if command -v cargo-fuzz >/dev/null || [ -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
+  log "cargo-fuzz: present"
+else
+  log "cargo-fuzz: building (about a minute)"
+  cargo install cargo-fuzz --locked --quiet
+fi
 log "done"

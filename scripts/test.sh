@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what the tests need
 # (idempotently), then runs formatting, lints, unit and integration tests (on the filesystem
-# and again on S3), the real-client end-to-end suite and the conformance runner's plumbing test.
+# and again on S3), the real-client end-to-end suite, the conformance runner's plumbing test, and
+# a bounded run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # cargo install (Garage) puts binaries here; the tests find garage on PATH.
@@ -31,3 +32,6 @@ bash tests/clients/run.sh
 
 step "conformance runner plumbing"
 bash tests/conformance/test_script.sh
+
+step "fuzz targets: build, and a bounded run of each"
+bash scripts/fuzz.sh 10

@@ -9,6 +9,7 @@ mod handlers;
 mod limits;
 mod observe;
 mod query;
+pub mod ranges;
 mod sendfile;
 
 use axum::Router;

@@ -21,7 +21,7 @@ pub use blobs::{BlobRead, ByteRange};
 pub use error::{Error, Result};
 pub use manifests::{ManifestPut, StoredManifest};
 pub use referrers::ReferrersPage;
-pub use uploads::{UploadId, UploadStatus};
+pub use uploads::{UploadId, UploadStatus, session_state_resumes};
 
 /// A page of a sorted listing, and whether more entries follow it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -455,22 +455,41 @@ impl Registry {
         if self.is_stale(&state) {
             return Err(unknown());
         }
-        let parts = match state.parts {
-            Some(parts) => parts,
-            None if state.offset == 0 => Vec::new(),
-            None => return Err(unknown()),
-        };
-        let algorithm: Algorithm = state.algorithm.parse().map_err(|_| unknown())?;
-        let saved = hex::decode(&state.hash).map_err(|_| unknown())?;
-        let hasher = Hasher::restore(algorithm, &saved).map_err(|_| unknown())?;
+        let (offset, hasher, parts) = state.resume().ok_or_else(unknown)?;
         Ok(Session {
             repo: repo.clone(),
             id: id.clone(),
-            offset: state.offset,
+            offset,
             hasher,
             parts,
         })
     }
+}
+
+impl SessionState {
+    /// The length, hasher and parts to resume from; `None` when the state cannot say which
+    /// staged bytes it hashed (written before parts were recorded) or does not decode.
+    fn resume(self) -> Option<(u64, Hasher, Vec<Part>)> {
+        let parts = match self.parts {
+            Some(parts) => parts,
+            None if self.offset == 0 => Vec::new(),
+            None => return None,
+        };
+        let algorithm: Algorithm = self.algorithm.parse().ok()?;
+        let saved = hex::decode(&self.hash).ok()?;
+        let hasher = Hasher::restore(algorithm, &saved).ok()?;
+        Some((self.offset, hasher, parts))
+    }
+}
+
+/// Whether stored session-state bytes decode into a session that can be resumed, the way a
+/// request reads them back (the fuzz targets feed it arbitrary bytes; it must never panic).
+#[must_use]
+pub fn session_state_resumes(raw: &[u8]) -> bool {
+    serde_json::from_slice::<SessionState>(raw)
+        .ok()
+        .and_then(SessionState::resume)
+        .is_some()
 }
 
 impl AsRef<str> for UploadId {
@@ -492,6 +511,27 @@ fn check_start(session: &Session, start: Option<u64>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_state_resumes_only_when_it_says_what_it_hashed() {
+        let hasher = Algorithm::Sha256.hasher();
+        let state = |offset, parts: Option<Vec<Part>>| SessionState {
+            algorithm: "sha256".into(),
+            offset,
+            hash: hex::encode(hasher.save()),
+            touched: 0,
+            epoch: None,
+            parts,
+        };
+        let json = |s: &SessionState| serde_json::to_vec(s).unwrap();
+        assert!(session_state_resumes(&json(&state(0, Some(vec![])))));
+        assert!(session_state_resumes(&json(&state(0, None))), "nothing hashed yet");
+        assert!(!session_state_resumes(&json(&state(5, None))), "bytes, but no parts");
+        let mut bad_hash = state(0, Some(vec![]));
+        bad_hash.hash = "zz".into();
+        assert!(!session_state_resumes(&json(&bad_hash)));
+        assert!(!session_state_resumes(b"{\"algorithm\":\"md5\""));
+    }
 
     #[test]
     fn ids_are_uuid_shaped_and_round_trip() {

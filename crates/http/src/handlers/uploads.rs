@@ -106,32 +106,16 @@ fn has_body(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The first byte of a chunk from `Content-Range` (`a-b`, or `bytes a-b/total`), checked against
-/// `Content-Length` when both are present.
+/// The first byte of a chunk from its `Content-Range`, checked against `Content-Length`.
 fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(raw) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let text = raw.to_str().unwrap_or("");
-    let invalid = || ApiError::range_header_invalid("Content-Range", text);
-    let spec = text.trim().trim_start_matches("bytes").trim();
-    let spec = spec.split('/').next().unwrap_or("");
-    let (a, b) = spec.split_once('-').ok_or_else(invalid)?;
-    let (start, end) = (
-        a.trim().parse::<u64>().map_err(|_| invalid())?,
-        b.trim().parse::<u64>().map_err(|_| invalid())?,
-    );
-    if end < start {
-        return Err(invalid());
-    }
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|n| n != end - start + 1) {
-        return Err(invalid());
-    }
-    Ok(Some(start))
+    crate::ranges::chunk_start(raw.to_str().unwrap_or(""), length).map(Some)
 }
 
 /// The `Range` value for a session holding `offset` bytes: `0-<last byte>`, and `0-0` when
