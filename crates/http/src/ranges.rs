@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn byte_ranges_parse_and_other_units_are_ignored() {
-        assert_eq!(byte_range("bytes=1-2").unwrap(), Some(ByteRange::FromTo(1, 2)));
+        assert_eq!(
+            byte_range("bytes=1-2").unwrap(),
+            Some(ByteRange::FromTo(1, 2))
+        );
         assert_eq!(byte_range("BYTES=-5").unwrap(), Some(ByteRange::Last(5)));
         assert_eq!(byte_range("lines=1-2").unwrap(), None);
         assert_eq!(byte_range("nonsense").unwrap(), None);

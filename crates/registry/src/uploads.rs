@@ -525,8 +525,14 @@ mod tests {
         };
         let json = |s: &SessionState| serde_json::to_vec(s).unwrap();
         assert!(session_state_resumes(&json(&state(0, Some(vec![])))));
-        assert!(session_state_resumes(&json(&state(0, None))), "nothing hashed yet");
-        assert!(!session_state_resumes(&json(&state(5, None))), "bytes, but no parts");
+        assert!(
+            session_state_resumes(&json(&state(0, None))),
+            "nothing hashed yet"
+        );
+        assert!(
+            !session_state_resumes(&json(&state(5, None))),
+            "bytes, but no parts"
+        );
         let mut bad_hash = state(0, Some(vec![]));
         bad_hash.hash = "zz".into();
         assert!(!session_state_resumes(&json(&bad_hash)));
