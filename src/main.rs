@@ -1,6 +1,7 @@
 //! The `marina` binary: parse the command line, then serve the registry (the default) or run
 //! a subcommand (`marina bench`).
 
+mod auth;
 mod bench;
 mod config;
 mod logging;

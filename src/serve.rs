@@ -23,11 +23,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings.storage).await?;
     let registry = Registry::new(store, settings.registry.clone());
     tokio::spawn(purge_uploads(registry.clone()));
+    let auth = settings.auth.as_ref().map(crate::auth::open).transpose()?;
+    if let (Some(auth), Some(config)) = (&auth, &settings.auth) {
+        tokio::spawn(crate::auth::keep_current(Arc::clone(auth), config.clone()));
+    }
+    let options = marina_http::Options {
+        limits: settings.limits,
+        auth,
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     tracing::info!(listen = %settings.listen, storage = %settings.storage, "marina is serving");
-    marina_http::serve(listener, registry, settings.limits, shutdown_signal())
+    marina_http::serve(listener, registry, options, shutdown_signal())
         .await
         .context("serving")?;
     tracing::info!("stopped: every request in flight has finished");

@@ -2,6 +2,7 @@
 //! optional) and the validated [`Settings`]. Precedence: flag > environment > file > default.
 //! A bad value names its source, the value and what is accepted.
 
+mod auth;
 mod names;
 pub(crate) mod parse;
 mod sources;
@@ -14,6 +15,7 @@ use clap::ArgMatches;
 use tracing_subscriber::EnvFilter;
 
 use crate::logging::LogConfig;
+pub(crate) use auth::{AuthConfig, KeySource, RELOAD_EVERY, read_rules};
 use sources::Sources;
 pub(crate) use storage::StorageConfig;
 
@@ -86,6 +88,9 @@ pub(crate) struct ServeArgs {
     /// 0 turns the check off [default: 1KiB].
     #[arg(long, env = "MARINA_MIN_BODY_RATE", value_name = "SIZE")]
     min_body_rate: Option<String>,
+    /// htpasswd file (bcrypt, `htpasswd -B`); turns auth and the token service on [default: off].
+    #[arg(long, env = "MARINA_AUTH_HTPASSWD", value_name = "FILE")]
+    auth_htpasswd: Option<String>,
     /// Log level (error, warn, info, debug, trace) or filter directives [default: info].
     #[arg(long, env = "MARINA_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
@@ -101,6 +106,7 @@ pub(crate) struct Settings {
     pub(crate) storage: StorageConfig,
     pub(crate) registry: marina_registry::Config,
     pub(crate) limits: marina_http::Limits,
+    pub(crate) auth: Option<AuthConfig>,
     pub(crate) log: LogConfig,
     /// Said once logging is up (deprecated or risky settings).
     pub(crate) warnings: Vec<String>,
@@ -144,6 +150,7 @@ impl Settings {
             mount_without_from: s.get(&names::MOUNT, "false", "true or false", parse::boolean)?,
         };
         let limits = limits(&s)?;
+        let auth = auth::resolve(&s, &storage)?;
         let levels = "a level (error, warn, info, debug, trace) or filter directives";
         let filter = s.get(&names::LOG_LEVEL, "info", levels, |v| {
             EnvFilter::try_new(v).ok()
@@ -158,6 +165,7 @@ impl Settings {
             storage,
             registry,
             limits,
+            auth,
             log: LogConfig { filter, json },
             warnings,
         })

@@ -122,6 +122,30 @@ pub(super) const MIN_BODY_RATE: Names = Names {
     env: "MARINA_MIN_BODY_RATE",
     key: "http.min_body_rate",
 };
+pub(super) const AUTH_HTPASSWD: Names = Names {
+    id: "auth_htpasswd",
+    flag: "--auth-htpasswd",
+    env: "MARINA_AUTH_HTPASSWD",
+    key: "auth.htpasswd",
+};
+/// The file-only settings of auth (no flag, no environment variable).
+const fn file_only(key: &'static str) -> Names {
+    Names {
+        id: "",
+        flag: "",
+        env: "",
+        key,
+    }
+}
+pub(super) const AUTH_TOKEN_ENABLED: Names = file_only("auth.token.enabled");
+pub(super) const AUTH_TOKEN_SERVICE: Names = file_only("auth.token.service");
+pub(super) const AUTH_TOKEN_ISSUER: Names = file_only("auth.token.issuer");
+pub(super) const AUTH_TOKEN_EXPIRY: Names = file_only("auth.token.expiry");
+pub(super) const AUTH_TOKEN_KEY: Names = file_only("auth.token.key");
+pub(super) const AUTH_THROTTLE_USER: Names = file_only("auth.throttle.per_user");
+pub(super) const AUTH_THROTTLE_ADDRESS: Names = file_only("auth.throttle.per_address");
+pub(super) const AUTH_GROUPS: Names = file_only("auth.groups");
+pub(super) const AUTH_ACCESS: Names = file_only("auth.access");
 pub(super) const LOG_LEVEL: Names = Names {
     id: "log_level",
     flag: "--log-level",
@@ -136,7 +160,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 22] = [
+pub(super) const ALL: [&Names; 32] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -157,6 +181,16 @@ pub(super) const ALL: [&Names; 22] = [
     &HEADER_TIMEOUT,
     &IDLE_TIMEOUT,
     &MIN_BODY_RATE,
+    &AUTH_HTPASSWD,
+    &AUTH_TOKEN_ENABLED,
+    &AUTH_TOKEN_SERVICE,
+    &AUTH_TOKEN_ISSUER,
+    &AUTH_TOKEN_EXPIRY,
+    &AUTH_TOKEN_KEY,
+    &AUTH_THROTTLE_USER,
+    &AUTH_THROTTLE_ADDRESS,
+    &AUTH_GROUPS,
+    &AUTH_ACCESS,
     &LOG_LEVEL,
     &LOG_FORMAT,
 ];

@@ -64,7 +64,10 @@ impl<'a> Sources<'a> {
 
     /// The value of a setting and its origin, from the highest-precedence source that has it.
     pub(super) fn lookup(&self, names: &Names) -> Option<(String, Origin)> {
-        if let Some(value) = self.args.get_one::<String>(names.id) {
+        let from_args = (!names.id.is_empty())
+            .then(|| self.args.get_one::<String>(names.id))
+            .flatten();
+        if let Some(value) = from_args {
             let origin = match self.args.value_source(names.id) {
                 Some(ValueSource::EnvVariable) => Origin::Env(names.env),
                 _ => Origin::Flag(names.flag),
@@ -74,6 +77,11 @@ impl<'a> Sources<'a> {
         let (path, table) = self.file.as_ref()?;
         let value = file_value(table, names.key)?;
         Some((value, Origin::File(path.clone(), names.key)))
+    }
+
+    /// The configuration file, if there is one.
+    pub(super) fn file_path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(path, _)| path.as_path())
     }
 
     /// Parses a setting that has a default.

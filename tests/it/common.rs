@@ -65,6 +65,17 @@ impl Server {
         dir: tempfile::TempDir,
         limits: marina_http::Limits,
     ) -> Self {
+        let options = marina_http::Options { limits, auth: None };
+        Self::serve_with(store, config, dir, options).await
+    }
+
+    /// Serves any store with the given options (limits, auth).
+    pub async fn serve_with(
+        store: Arc<dyn Store>,
+        config: Config,
+        dir: tempfile::TempDir,
+        options: marina_http::Options,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -72,7 +83,7 @@ impl Server {
         let registry = Registry::new(Arc::clone(&store), config);
         let shutdown = std::future::pending();
         tokio::spawn(async move {
-            marina_http::serve(listener, registry, limits, shutdown)
+            marina_http::serve(listener, registry, options, shutdown)
                 .await
                 .expect("serve");
         });

@@ -3,6 +3,7 @@
 
 #![allow(unreachable_pub)]
 
+mod auth;
 mod bench;
 mod clients;
 mod common;

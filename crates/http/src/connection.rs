@@ -73,6 +73,8 @@ pub(crate) struct ConnectionInfo {
     pub(crate) queue: SendQueue,
     /// Requests under way, for the connection's timeouts.
     pub(crate) activity: Activity,
+    /// The client's address.
+    pub(crate) peer: std::net::SocketAddr,
 }
 
 impl Connected<IncomingStream<'_, Listener>> for ConnectionInfo {
@@ -81,6 +83,7 @@ impl Connected<IncomingStream<'_, Listener>> for ConnectionInfo {
         Self {
             queue: io.queue.clone(),
             activity: io.activity.clone(),
+            peer: *stream.remote_addr(),
         }
     }
 }

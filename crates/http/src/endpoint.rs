@@ -183,6 +183,29 @@ impl Endpoint {
         Ok(endpoint)
     }
 
+    /// What the request needs to be allowed: the repository and the action it does there.
+    /// `None` for the base and the catalog, which need no repository (the catalog is filtered
+    /// by what the caller may pull). A mount needs push on its target; pull on `from` is
+    /// checked when the mount is tried, and without it the mount falls back to a session.
+    #[must_use]
+    pub fn scope(&self) -> Option<(&RepoName, marina_auth::Action)> {
+        use marina_auth::Action::{Delete, Pull, Push};
+        Some(match self {
+            Self::Base | Self::Catalog { .. } => return None,
+            Self::ListTags { name, .. }
+            | Self::GetManifest { name, .. }
+            | Self::GetBlob { name, .. }
+            | Self::Referrers { name, .. } => (name, Pull),
+            Self::PutManifest { name, .. }
+            | Self::StartUpload { name, .. }
+            | Self::GetUpload { name, .. }
+            | Self::PatchUpload { name, .. }
+            | Self::FinishUpload { name, .. }
+            | Self::CancelUpload { name, .. } => (name, Push),
+            Self::DeleteManifest { name, .. } | Self::DeleteBlob { name, .. } => (name, Delete),
+        })
+    }
+
     /// The route template, for logs and metrics (never the repository name).
     #[must_use]
     pub fn template(&self) -> &'static str {

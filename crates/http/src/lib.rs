@@ -1,6 +1,7 @@
 //! The HTTP face of marina: the `/v2/` API of the OCI Distribution spec, request logging, and
 //! panic containment. It calls the registry and never touches storage keys.
 
+pub mod auth;
 mod connection;
 mod drain;
 mod endpoint;
@@ -15,22 +16,33 @@ mod sendfile;
 use axum::Router;
 use marina_registry::Registry;
 
+pub use auth::{Auth, AuthSettings, Policy};
 pub use endpoint::{Endpoint, UploadStart};
 pub use error::ApiError;
 pub use limits::Limits;
 
-/// Serves the API on `listener` under `limits` until `shutdown` completes, then lets requests in
-/// flight finish.
+/// How the server treats its clients.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The connection limits.
+    pub limits: Limits,
+    /// Authentication and authorization; `None` serves everyone everything.
+    pub auth: Option<std::sync::Arc<Auth>>,
+}
+
+/// Serves the API on `listener` with `options` until `shutdown` completes, then lets requests
+/// in flight finish.
 ///
 /// # Errors
 /// When the server fails (accept errors are logged and retried, not returned).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Registry,
-    limits: Limits,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(registry, limits)
+    let limits = options.limits;
+    let app = router(registry, options)
         .into_make_service_with_connect_info::<connection::ConnectionInfo>();
     axum::serve(connection::Listener::new(listener, limits), app)
         .with_graceful_shutdown(shutdown)
@@ -38,10 +50,15 @@ pub async fn serve(
 }
 
 /// The whole API as a router.
-fn router(registry: Registry, limits: Limits) -> Router {
+fn router(registry: Registry, options: Options) -> Router {
+    let Options { limits, auth } = options;
     Router::new()
         .fallback(handlers::handle)
-        .with_state(handlers::AppState { registry, limits })
+        .with_state(handlers::AppState {
+            registry,
+            limits,
+            auth,
+        })
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             observe::panic_response,

@@ -42,6 +42,11 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         .extensions()
         .get::<RouteTemplate>()
         .map_or("-", |r| r.0);
+    let user = response
+        .extensions()
+        .get::<marina_auth::Identity>()
+        .map_or("-", marina_auth::Identity::name)
+        .to_owned();
     let bytes = response
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -51,6 +56,7 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         parent: &span,
         method = %method,
         route,
+        user,
         status = response.status().as_u16(),
         bytes,
         ms = started.elapsed().as_secs_f64() * 1e3,

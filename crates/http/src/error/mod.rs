@@ -114,6 +114,32 @@ impl ApiError {
         )
     }
 
+    /// No or wrong credentials: 401 with the challenge that says how to sign in.
+    pub(crate) fn unauthorized(challenge: String) -> Self {
+        let message = "authentication required: sign in, or bring a token for this scope";
+        Self::new(S::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+            .header(header::WWW_AUTHENTICATE, challenge)
+    }
+
+    /// Signed in, but the rules do not allow it: 403.
+    pub(crate) fn denied(message: &str) -> Self {
+        Self::new(S::FORBIDDEN, ErrorCode::Denied, message)
+    }
+
+    /// Too many failed logins: 429 with how long to wait.
+    pub(crate) fn throttled(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs().max(1);
+        let message = format!("too many failed logins; try again in {seconds} s");
+        Self::new(S::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests, message)
+            .header(header::RETRY_AFTER, seconds.to_string())
+    }
+
+    /// The same answer with another message.
+    pub(crate) fn with_message(mut self, message: &str) -> Self {
+        message.clone_into(&mut self.message);
+        self
+    }
+
     /// A storage fault, logged once per burst. A full disk answers 507, a fault that may pass
     /// (an I/O error, an object store out of reach) 503 with `Retry-After`, an upload that
     /// found no room in the memory budget 429 with `Retry-After`; anything else means

@@ -3,7 +3,7 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use marina_oci::{Digest, RepoName, media_type};
-use marina_registry::{Page, Registry};
+use marina_registry::Registry;
 
 use super::value;
 use crate::error::ApiError;
@@ -19,19 +19,34 @@ pub(super) async fn tags(
 ) -> Result<Response, ApiError> {
     let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let page = registry.list_tags(name, last.as_deref(), n).await?;
+    let cursor = page.more.then(|| page.items.last().cloned()).flatten();
     let body = serde_json::json!({ "name": name.as_str(), "tags": page.items });
-    Ok(paged(body, &page, &format!("/v2/{name}/tags/list"), n))
+    Ok(paged(
+        body,
+        cursor.as_deref(),
+        &format!("/v2/{name}/tags/list"),
+        n,
+    ))
 }
 
+/// A page of the catalog, holding only the repositories the caller may pull (so a page may
+/// be shorter than `n` while more follow).
 pub(super) async fn catalog(
     registry: &Registry,
+    door: super::Door<'_>,
     n: Option<usize>,
     last: Option<String>,
 ) -> Result<Response, ApiError> {
     let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let page = registry.catalog(last.as_deref(), n).await?;
-    let body = serde_json::json!({ "repositories": page.items });
-    Ok(paged(body, &page, "/v2/_catalog", n))
+    let cursor = page.more.then(|| page.items.last().cloned()).flatten();
+    let visible: Vec<&String> = page
+        .items
+        .iter()
+        .filter(|name| door.may_pull(name))
+        .collect();
+    let body = serde_json::json!({ "repositories": visible });
+    Ok(paged(body, cursor.as_deref(), "/v2/_catalog", n))
 }
 
 /// The default number of referrers a page reads, and its most.
@@ -85,10 +100,10 @@ pub(super) async fn referrers(
     Ok(response)
 }
 
-/// A JSON page, with `Link: <...>; rel="next"` while more entries remain.
-fn paged(body: serde_json::Value, page: &Page, path: &str, n: usize) -> Response {
+/// A JSON page, with `Link: <...>; rel="next"` from `cursor` while more entries remain.
+fn paged(body: serde_json::Value, cursor: Option<&str>, path: &str, n: usize) -> Response {
     let mut response = super::json(StatusCode::OK, &body);
-    if let (true, Some(last)) = (page.more, page.items.last()) {
+    if let Some(last) = cursor {
         let link = format!("<{path}?n={n}&last={last}>; rel=\"next\"");
         response.headers_mut().insert(header::LINK, value(link));
     }

@@ -11,7 +11,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use marina_registry::Registry;
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::http::request::Parts;
+use marina_auth::Identity;
+
 use crate::Limits;
+use crate::auth::{self, Auth, Caller};
 use crate::connection::ConnectionInfo;
 use crate::drain::DrainOnDrop;
 use crate::endpoint::Endpoint;
@@ -28,33 +35,110 @@ pub(crate) struct RouteTemplate(pub(crate) &'static str);
 pub(crate) struct AppState {
     pub(crate) registry: Registry,
     pub(crate) limits: Limits,
+    pub(crate) auth: Option<Arc<Auth>>,
+}
+
+/// Who is asking, and the auth that decides for them (none when auth is off).
+#[derive(Clone, Copy)]
+pub(crate) struct Door<'a> {
+    auth: Option<&'a Auth>,
+    caller: &'a Caller,
+}
+
+impl Door<'_> {
+    /// Whether the caller may pull from `repository`: always, with auth off.
+    pub(crate) fn may_pull(&self, repository: &str) -> bool {
+        self.auth
+            .is_none_or(|auth| auth.may_pull(self.caller, repository))
+    }
+
+    /// Whether auth is on.
+    pub(crate) fn guarded(&self) -> bool {
+        self.auth.is_some()
+    }
 }
 
 /// The one handler behind `/`: every path is parsed here, so names of any depth work.
 pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
-    let registry = &state.registry;
     let (parts, body) = request.into_parts();
     // A body may not trickle; every answer below may come before the body is read, and the
     // wrapper drains what is left (a body too slow fails the drain too, closing the connection).
     let body = MinRate::wrap(body, &state.limits);
     let (body, leftover) = DrainOnDrop::wrap(body, &parts.headers);
-    let response = match Endpoint::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
-        Ok(endpoint) => {
-            let template = endpoint.template();
-            let sendfile = sendfile_queue(&parts);
-            let mut response = dispatch(registry, endpoint, &parts.headers, body, sendfile)
-                .await
-                .unwrap_or_else(IntoResponse::into_response);
-            response.extensions_mut().insert(RouteTemplate(template));
-            response
+    let from = peer(&parts);
+    let response = match (&state.auth, parts.uri.path()) {
+        (Some(auth), "/auth/token") => {
+            let (method, query) = (&parts.method, parts.uri.query());
+            let answer = auth::token_endpoint(auth, method, query, &parts.headers, body, from);
+            labelled(answer.await, "/auth/token", None)
         }
-        Err(e) => {
-            drop(body);
-            e.into_response()
-        }
+        _ => answer(&state, &parts, body, from).await,
     };
     leftover.drain_before_answer().await;
     response
+}
+
+/// Parses, authorizes and dispatches an API request.
+async fn answer(state: &AppState, parts: &Parts, body: Body, from: IpAddr) -> Response {
+    let endpoint = match Endpoint::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
+        Ok(endpoint) => endpoint,
+        Err(e) => return e.into_response(),
+    };
+    let template = endpoint.template();
+    let caller = match &state.auth {
+        None => Caller::anyone(),
+        Some(auth) => match admit(auth, &parts.headers, from, &endpoint).await {
+            Ok(caller) => caller,
+            Err(e) => return labelled(e.into_response(), template, None),
+        },
+    };
+    let door = Door {
+        auth: state.auth.as_deref(),
+        caller: &caller,
+    };
+    let sendfile = sendfile_queue(parts);
+    let response = dispatch(
+        &state.registry,
+        door,
+        endpoint,
+        &parts.headers,
+        body,
+        sendfile,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    labelled(response, template, Some(caller.identity))
+}
+
+/// Who the caller is, if they may do what the endpoint does.
+async fn admit(
+    auth: &Auth,
+    headers: &HeaderMap,
+    from: IpAddr,
+    endpoint: &Endpoint,
+) -> Result<Caller, ApiError> {
+    let caller = auth::authenticate(auth, headers, from, endpoint).await?;
+    auth::authorize(auth, &caller, headers, endpoint)?;
+    Ok(caller)
+}
+
+/// Marks a response with its route template and identity, for the request log.
+fn labelled(
+    mut response: Response,
+    template: &'static str,
+    identity: Option<Identity>,
+) -> Response {
+    response.extensions_mut().insert(RouteTemplate(template));
+    if let Some(identity) = identity {
+        response.extensions_mut().insert(identity);
+    }
+    response
+}
+
+/// The client's address, for throttling failed logins.
+fn peer(parts: &Parts) -> IpAddr {
+    let info = parts.extensions.get::<ConnectInfo<ConnectionInfo>>();
+    info.map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.peer.ip())
 }
 
 /// The connection's sendfile queue, when the request came over HTTP/1 on a connection that
@@ -67,6 +151,7 @@ fn sendfile_queue(parts: &axum::http::request::Parts) -> Option<SendQueue> {
 
 async fn dispatch(
     registry: &Registry,
+    door: Door<'_>,
     endpoint: Endpoint,
     headers: &HeaderMap,
     body: Body,
@@ -75,7 +160,7 @@ async fn dispatch(
     use Endpoint as E;
     match endpoint {
         E::Base => Ok(json(StatusCode::OK, &serde_json::json!({}))),
-        E::Catalog { n, last } => listings::catalog(registry, n, last).await,
+        E::Catalog { n, last } => listings::catalog(registry, door, n, last).await,
         E::ListTags { name, n, last } => listings::tags(registry, &name, n, last).await,
         E::Referrers {
             name,
@@ -108,7 +193,7 @@ async fn dispatch(
             blobs::get(registry, &name, &digest, head, headers, sendfile).await
         }
         E::DeleteBlob { name, digest } => blobs::delete(registry, &name, &digest).await,
-        E::StartUpload { name, start } => uploads::start(registry, &name, start, body).await,
+        E::StartUpload { name, start } => uploads::start(registry, door, &name, start, body).await,
         E::GetUpload { name, id } => uploads::status(registry, &name, &id).await,
         E::PatchUpload { name, id } => uploads::patch(registry, &name, &id, headers, body).await,
         E::FinishUpload { name, id, digest } => {

@@ -18,6 +18,7 @@ pub(crate) const CHUNK_MIN_LENGTH: u64 = 5 * 1024 * 1024;
 
 pub(super) async fn start(
     registry: &Registry,
+    door: super::Door<'_>,
     name: &RepoName,
     start: UploadStart,
     body: Body,
@@ -32,7 +33,11 @@ pub(super) async fn start(
             from,
             algorithm,
         } => {
-            if registry.mount_blob(name, &digest, from.as_ref()).await? {
+            // With auth on, a mount needs pull on its source, and one without a source would
+            // look where the caller may not: both fall back to a session, revealing nothing.
+            let source = from.filter(|f| door.may_pull(f.as_str()));
+            let may_try = !door.guarded() || source.is_some();
+            if may_try && registry.mount_blob(name, &digest, source.as_ref()).await? {
                 return Ok(created_blob(name, &digest));
             }
             algorithm

@@ -1,0 +1,402 @@
+//! The access rules: which identities may pull, push or delete in which repositories. A pure
+//! function of the rules, the groups and the request; nothing here reads a request or a store.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::Identity;
+
+/// What a request does to a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Read manifests, blobs, tags and referrers.
+    Pull,
+    /// Upload, mount into, and put manifests and tags.
+    Push,
+    /// Any DELETE.
+    Delete,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Self; 3] = [Self::Pull, Self::Push, Self::Delete];
+
+    /// The name in rules and token scopes.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pull => "pull",
+            Self::Push => "push",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pull" => Ok(Self::Pull),
+            "push" => Ok(Self::Push),
+            "delete" => Ok(Self::Delete),
+            other => Err(format!("unknown action {other:?} (pull, push or delete)")),
+        }
+    }
+}
+
+/// What one repository access needs: the repository and the action.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Access {
+    /// The repository name.
+    pub repository: String,
+    /// The action.
+    pub action: Action,
+}
+
+/// One `[[auth.access]]` rule as the configuration file writes it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// Repository patterns: `*` matches within one path component, `**` any number of them.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Users it applies to.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Groups it applies to (`[auth.groups]`).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Whether it applies to everyone, signed in or not.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Whether it applies to every signed-in user.
+    #[serde(default)]
+    pub authenticated: bool,
+    /// What it allows: `pull`, `push`, `delete`.
+    #[serde(default)]
+    pub actions: Vec<String>,
+}
+
+/// A rule that cannot be used: start-up stops, naming it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("[[auth.access]] rule {rule}: {reason}")]
+pub struct RuleError {
+    /// The rule, from 1, in file order.
+    pub rule: usize,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A checked rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    patterns: Vec<Pattern>,
+    users: BTreeSet<String>,
+    anonymous: bool,
+    authenticated: bool,
+    actions: BTreeSet<Action>,
+}
+
+/// The access rules and groups in force.
+#[derive(Debug, Clone, Default)]
+pub struct Acl {
+    rules: Vec<Rule>,
+    /// No rule at all: signed-in users may do everything, anonymous users nothing.
+    open: bool,
+}
+
+impl Acl {
+    /// Checks the rules against the groups.
+    ///
+    /// # Errors
+    /// The first rule with an unknown action or group, an empty or malformed pattern, or no
+    /// repository, subject or action.
+    pub fn new(
+        rules: &[AccessRule],
+        groups: &HashMap<String, Vec<String>>,
+    ) -> Result<Self, RuleError> {
+        let checked = rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                Rule::check(rule, groups).map_err(|reason| RuleError {
+                    rule: i + 1,
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            open: checked.is_empty(),
+            rules: checked,
+        })
+    }
+
+    /// Whether `who` may do `action` in `repository`.
+    #[must_use]
+    pub fn may(&self, who: &Identity, repository: &str, action: Action) -> bool {
+        if self.open {
+            return matches!(who, Identity::User(_));
+        }
+        self.rules.iter().any(|rule| {
+            rule.actions.contains(&action) && rule.covers(who) && rule.matches(repository)
+        })
+    }
+
+    /// The actions `who` may do in `repository`.
+    #[must_use]
+    pub fn allowed(&self, who: &Identity, repository: &str) -> Vec<Action> {
+        Action::ALL
+            .into_iter()
+            .filter(|action| self.may(who, repository, *action))
+            .collect()
+    }
+
+    /// Whether `who` may pull from some repository (a catalog for nobody is a 401 then).
+    #[must_use]
+    pub fn may_pull_somewhere(&self, who: &Identity) -> bool {
+        if self.open {
+            return matches!(who, Identity::User(_));
+        }
+        self.rules
+            .iter()
+            .any(|rule| rule.actions.contains(&Action::Pull) && rule.covers(who))
+    }
+}
+
+impl Rule {
+    fn check(rule: &AccessRule, groups: &HashMap<String, Vec<String>>) -> Result<Self, String> {
+        if rule.repositories.is_empty() {
+            return Err("it names no repositories".into());
+        }
+        let patterns = rule
+            .repositories
+            .iter()
+            .map(|p| Pattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut users: BTreeSet<String> = rule.users.iter().cloned().collect();
+        for group in &rule.groups {
+            let members = groups
+                .get(group)
+                .ok_or_else(|| format!("unknown group {group:?} (not in [auth.groups])"))?;
+            users.extend(members.iter().cloned());
+        }
+        let names_someone = !rule.users.is_empty() || !rule.groups.is_empty();
+        if !names_someone && !rule.anonymous && !rule.authenticated {
+            return Err("it names nobody: set users, groups, anonymous or authenticated".into());
+        }
+        if rule.actions.is_empty() {
+            return Err("it allows no actions".into());
+        }
+        let actions = rule
+            .actions
+            .iter()
+            .map(|a| a.parse::<Action>())
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        Ok(Self {
+            patterns,
+            users,
+            anonymous: rule.anonymous,
+            authenticated: rule.authenticated,
+            actions,
+        })
+    }
+
+    /// Whether the rule applies to `who`: what anonymous users may, signed-in users may too.
+    fn covers(&self, who: &Identity) -> bool {
+        match who {
+            Identity::Anonymous => self.anonymous,
+            Identity::User(name) => {
+                self.anonymous || self.authenticated || self.users.contains(name)
+            }
+        }
+    }
+
+    fn matches(&self, repository: &str) -> bool {
+        let components: Vec<&str> = repository.split('/').collect();
+        self.patterns.iter().any(|p| p.matches(&components))
+    }
+}
+
+/// A repository pattern, a component at a time.
+#[derive(Debug, Clone)]
+struct Pattern(Vec<Component>);
+
+#[derive(Debug, Clone)]
+enum Component {
+    /// `**`: any number of components, none included.
+    Any,
+    /// A component, where `*` matches any run of characters.
+    Glob(String),
+}
+
+impl Pattern {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("a repository pattern is empty".into());
+        }
+        text.split('/')
+            .map(|part| match part {
+                "" => Err(format!("pattern {text:?} has an empty component")),
+                "**" => Ok(Component::Any),
+                p if p.contains("**") => {
+                    Err(format!("pattern {text:?}: ** must be a whole component"))
+                }
+                p => Ok(Component::Glob(p.to_owned())),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    fn matches(&self, components: &[&str]) -> bool {
+        matches_from(&self.0, components)
+    }
+}
+
+fn matches_from(pattern: &[Component], components: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => components.is_empty(),
+        Some((Component::Any, rest)) => {
+            (0..=components.len()).any(|skip| matches_from(rest, &components[skip..]))
+        }
+        Some((Component::Glob(glob), rest)) => components
+            .split_first()
+            .is_some_and(|(first, others)| glob_matches(glob, first) && matches_from(rest, others)),
+    }
+}
+
+/// `*` matches any run of characters within one component.
+fn glob_matches(glob: &str, text: &str) -> bool {
+    let mut parts = glob.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = parts.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(repos: &[&str], actions: &[&str]) -> AccessRule {
+        AccessRule {
+            repositories: repos.iter().map(|s| (*s).to_owned()).collect(),
+            actions: actions.iter().map(|s| (*s).to_owned()).collect(),
+            ..AccessRule::default()
+        }
+    }
+
+    fn user(name: &str) -> Identity {
+        Identity::User(name.to_owned())
+    }
+
+    fn example() -> Acl {
+        let public = AccessRule {
+            anonymous: true,
+            ..rule(&["public/**"], &["pull"])
+        };
+        let team = AccessRule {
+            groups: vec!["ci".into()],
+            users: vec!["alice".into()],
+            ..rule(&["team-a/**", "base/*"], &["pull", "push", "delete"])
+        };
+        let groups = HashMap::from([("ci".to_owned(), vec!["builder".to_owned()])]);
+        Acl::new(&[public, team], &groups).unwrap()
+    }
+
+    #[test]
+    fn the_example_rules_allow_what_they_say() {
+        let acl = example();
+        let anon = Identity::Anonymous;
+        assert!(acl.may(&anon, "public/x/y", Action::Pull));
+        assert!(!acl.may(&anon, "public/x", Action::Push));
+        assert!(
+            acl.may(&user("carol"), "public/x", Action::Pull),
+            "anonymous implies signed-in"
+        );
+        assert!(!acl.may(&user("carol"), "team-a/x", Action::Pull));
+        assert!(
+            acl.may(&user("builder"), "team-a/x/y", Action::Delete),
+            "through group ci"
+        );
+        assert!(
+            acl.may(&user("alice"), "team-a", Action::Push),
+            "** matches zero components"
+        );
+        assert!(acl.may(&user("alice"), "base/debian", Action::Pull));
+        assert!(
+            !acl.may(&user("alice"), "base/debian/slim", Action::Pull),
+            "* is one component"
+        );
+        assert!(!acl.may(&user("alice"), "base", Action::Pull));
+        assert_eq!(acl.allowed(&user("alice"), "public/p"), [Action::Pull]);
+        assert!(acl.may_pull_somewhere(&anon));
+    }
+
+    #[test]
+    fn without_rules_signed_in_users_may_everything_and_anonymous_nothing() {
+        let acl = Acl::new(&[], &HashMap::new()).unwrap();
+        assert!(acl.may(&user("x"), "any/repo", Action::Delete));
+        assert!(!acl.may(&Identity::Anonymous, "any/repo", Action::Pull));
+        assert!(!acl.may_pull_somewhere(&Identity::Anonymous));
+    }
+
+    #[test]
+    fn globs_match_within_a_component() {
+        assert!(glob_matches("team-*", "team-a"));
+        assert!(glob_matches("*-cache", "docker-cache"));
+        assert!(glob_matches("a*b*c", "aXbYc"));
+        assert!(!glob_matches("a*b*c", "aXbY"));
+        assert!(glob_matches("*", ""));
+        assert!(!glob_matches("abc", "abcd"));
+    }
+
+    #[test]
+    fn bad_rules_stop_start_up_naming_the_rule() {
+        let everyone = |r: AccessRule| AccessRule {
+            authenticated: true,
+            ..r
+        };
+        let cases = [
+            (everyone(rule(&["a"], &["read"])), "unknown action"),
+            (everyone(rule(&[""], &["pull"])), "empty"),
+            (everyone(rule(&[], &["pull"])), "no repositories"),
+            (everyone(rule(&["a/**b"], &["pull"])), "whole component"),
+            (everyone(rule(&["a"], &[])), "no actions"),
+            (rule(&["a"], &["pull"]), "names nobody"),
+            (
+                AccessRule {
+                    groups: vec!["nope".into()],
+                    ..rule(&["a"], &["pull"])
+                },
+                "unknown group",
+            ),
+        ];
+        for (bad, reason) in cases {
+            let fine = everyone(rule(&["ok"], &["pull"]));
+            let error = Acl::new(&[fine, bad], &HashMap::new()).unwrap_err();
+            assert_eq!(error.rule, 2);
+            assert!(error.reason.contains(reason), "{}", error.reason);
+        }
+    }
+}
