@@ -13,7 +13,7 @@
 #   MARINA_BIN     marina binary to test (default: target/release/marina, then target/debug/marina)
 #   VENV_PYTHON    python with oras and python-dxf (default: <repo>/.venv/bin/python)
 #   KEEP_WORK=1    keep the temporary folder (marina's storage and log, client stores) at the end
-#   E2E_ONLY="skopeo podman"   run only these client sections (skopeo buildah podman ctr oras dxf;
+#   E2E_ONLY="skopeo podman"   run only these client sections (skopeo buildah podman ctr oras dxf auth;
 #                  later ones use what earlier ones pushed)
 #
 # Needs root (podman, buildah and containerd keep their stores in the temporary folder, with the
@@ -80,6 +80,7 @@ on_exit() {
     fail "run.sh stopped early (exit $rc); see the messages above"
   fi
   stop_pid "$CONTAINERD_PID" containerd
+  stop_pid "$AUTH_PID" "marina (auth)"
   stop_pid "$MARINA_PID" marina
   passed=$(grep -c '^ok$' "$RESULTS" 2>/dev/null)
   failed=$(grep -c '^FAIL$' "$RESULTS" 2>/dev/null)
@@ -743,24 +744,114 @@ section_dxf() {
     --mount-from e2e/skopeo --mount-digest "$(jq -r '.layers[1].digest' "$M_MULTI")"
 }
 
+# ---- credentials: a second marina with htpasswd, tokens and rules ------------------------------
+
+AUTH_PID=
+start_auth_marina() { # writes the users and rules, starts marina with them on AUTH_REG
+  htpasswd -B -b -c "$WORK/users" alice alice-pw >/dev/null 2>&1 &&
+    htpasswd -B -b "$WORK/users" bob bob-pw >/dev/null 2>&1 || return 1
+  cat >"$WORK/auth.toml" <<'RULES'
+[auth.groups]
+ci = ["bob"]
+
+[[auth.access]]
+repositories = ["public/**"]
+anonymous = true
+actions = ["pull"]
+
+[[auth.access]]
+repositories = ["team/**"]
+users = ["alice"]
+groups = ["ci"]
+actions = ["pull", "push", "delete"]
+RULES
+  local port i
+  port=$(free_port) || return 1
+  env -u MARINA_CONFIG "$MARINA_BIN" --listen "127.0.0.1:$port" --config "$WORK/auth.toml" \
+    --storage-path "$WORK/auth-data" --auth-htpasswd "$WORK/users" >"$WORK/auth-marina.log" 2>&1 &
+  AUTH_PID=$!
+  AUTH_REG=127.0.0.1:$port
+  for i in $(seq 150); do
+    [ "$(reg_curl -o /dev/null -w '%{http_code}' "http://$AUTH_REG/v2/" 2>/dev/null)" = 401 ] && return 0
+    kill -0 "$AUTH_PID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+section_auth() {
+  if ! start_auth_marina; then
+    fail "marina with --auth-htpasswd did not start"
+    tail -n 5 "$WORK/auth-marina.log" | sed 's/^/#   /'
+    return 0
+  fi
+  local challenge R=$AUTH_REG/team
+  challenge=$(reg_curl -I "http://$AUTH_REG/v2/" | tr -d '\r' | sed -n 's/^[Ww][Ww][Ww]-[Aa]uthenticate: //p')
+  check_eq "anonymous GET /v2/ is challenged for a Bearer token" \
+    "Bearer realm=\"http://$AUTH_REG/auth/token\",service=\"marina\"" "$challenge"
+  step_fails "skopeo copy without credentials is refused" \
+    sk copy --dest-tls-verify=false "oci:$L:solo" "docker://$R/skopeo:solo"
+  step "skopeo copy --dest-creds alice (the token dance)" \
+    sk copy --dest-tls-verify=false --dest-creds alice:alice-pw "oci:$L:solo" "docker://$R/skopeo:solo" || return 0
+  check_eq "skopeo inspect --creds bob (group ci) sees the pushed digest" "$D_SOLO" \
+    "$(sk inspect --tls-verify=false --creds bob:bob-pw --format '{{.Digest}}' "docker://$R/skopeo:solo")"
+  step_fails "skopeo push by alice to public/ is denied (the rules give anonymous pull only)" \
+    sk copy --dest-tls-verify=false --dest-creds alice:alice-pw "oci:$L:solo" "docker://$AUTH_REG/public/solo:v1"
+  if [ "$have_podman" = 1 ]; then
+    export REGISTRY_AUTH_FILE=$WORK/podman-auth.json
+    step "podman login as alice" pm login --tls-verify=false -u alice -p alice-pw "$AUTH_REG"
+    step "podman pull team/skopeo:solo, signed in" pm pull --tls-verify=false "$R/skopeo:solo"
+    step "podman push team/podman:solo, signed in" \
+      pm push --tls-verify=false "$R/skopeo:solo" "docker://$R/podman:solo"
+    step "podman logout" pm logout "$AUTH_REG"
+    step_fails "podman pull after logout is refused" pm pull --tls-verify=false "$R/podman:solo"
+    unset REGISTRY_AUTH_FILE
+  fi
+  if [ "$have_buildah" = 1 ]; then
+    step "buildah pull --creds bob" bh pull --tls-verify=false --creds bob:bob-pw "$R/skopeo:solo"
+    step "buildah push --creds bob" bh push --tls-verify=false --creds bob:bob-pw \
+      "$R/skopeo:solo" "docker://$R/buildah:solo"
+  fi
+  if [ -n "$CONTAINERD_PID" ]; then
+    step "ctr images pull --user alice" c images pull --plain-http --user alice:alice-pw "$R/skopeo:solo"
+    step_fails "ctr images pull --user with a wrong password is refused" \
+      c images pull --plain-http --user alice:nope "$R/buildah:solo"
+  fi
+  if [ "$have_oras" = 1 ]; then
+    mkdir -p "$WORK/auth-py"
+    run_python auth_test.py --registry "$AUTH_REG" --work "$WORK/auth-py"
+  fi
+  if grep -qE 'alice-pw|bob-pw' "$WORK/auth-marina.log"; then
+    fail "a password reached marina's log"
+  else
+    ok "no password in marina's log"
+  fi
+  check_eq "marina's request log names the signed-in user" yes \
+    "$(grep -q 'user="alice"' "$WORK/auth-marina.log" && echo yes || echo no)"
+  stop_pid "$AUTH_PID" "marina (auth)"
+  AUTH_PID=
+}
+
 # ---- run -------------------------------------------------------------------------------------
 
 [ "$have_skopeo" = 1 ] && run_section skopeo
 [ "$have_buildah" = 1 ] && run_section buildah
 [ "$have_podman" = 1 ] && run_section podman
-if [ "$have_ctr" = 1 ]; then
-  if [ -n "${E2E_ONLY:-}" ] && [[ " $E2E_ONLY " != *" ctr "* ]]; then
-    run_section ctr   # only prints that it is not run
-  elif start_containerd; then
+wanted() { [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" $1 "* ]]; }
+# containerd runs for ctr, and for ctr --user in the auth section, which comes last: it signs in
+# to a marina of its own.
+if [ "$have_ctr" = 1 ] && { wanted ctr || wanted auth; }; then
+  if start_containerd; then
     run_section ctr
-    stop_pid "$CONTAINERD_PID" containerd
-    CONTAINERD_PID=
   else
     fail "containerd did not start (log above)"
   fi
 fi
 [ "$have_oras" = 1 ] && run_section oras
 [ "$have_dxf" = 1 ] && run_section dxf
+run_section auth
+stop_pid "$CONTAINERD_PID" containerd
+CONTAINERD_PID=
 
 if grep -qE ' (ERROR|panicked)' "$MARINA_LOG"; then
   fail "marina logged errors:"
