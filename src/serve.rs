@@ -27,14 +27,29 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let (Some(auth), Some(config)) = (&auth, &settings.auth) {
         tokio::spawn(crate::auth::keep_current(Arc::clone(auth), config.clone()));
     }
+    let tls = match &settings.tls {
+        None => None,
+        Some(files) => {
+            let certificates = marina_http::tls::Certificates::load(files.clone())
+                .context("reading the TLS certificate")?;
+            tokio::spawn(Arc::clone(&certificates).keep_current());
+            Some(certificates)
+        }
+    };
     let options = marina_http::Options {
         limits: settings.limits,
         auth,
+        tls,
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    tracing::info!(listen = %settings.listen, storage = %settings.storage, "marina is serving");
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(listen = %settings.listen, scheme, storage = %settings.storage, "marina is serving");
     marina_http::serve(listener, registry, options, shutdown_signal())
         .await
         .context("serving")?;

@@ -88,6 +88,12 @@ pub(crate) struct ServeArgs {
     /// 0 turns the check off [default: 1KiB].
     #[arg(long, env = "MARINA_MIN_BODY_RATE", value_name = "SIZE")]
     min_body_rate: Option<String>,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key); re-read when it changes.
+    #[arg(long, env = "MARINA_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MARINA_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<String>,
     /// htpasswd file (bcrypt, `htpasswd -B`); turns auth and the token service on [default: off].
     #[arg(long, env = "MARINA_AUTH_HTPASSWD", value_name = "FILE")]
     auth_htpasswd: Option<String>,
@@ -107,6 +113,7 @@ pub(crate) struct Settings {
     pub(crate) registry: marina_registry::Config,
     pub(crate) limits: marina_http::Limits,
     pub(crate) auth: Option<AuthConfig>,
+    pub(crate) tls: Option<marina_http::tls::TlsFiles>,
     pub(crate) log: LogConfig,
     /// Said once logging is up (deprecated or risky settings).
     pub(crate) warnings: Vec<String>,
@@ -151,6 +158,7 @@ impl Settings {
         };
         let limits = limits(&s)?;
         let auth = auth::resolve(&s, &storage)?;
+        let tls = tls(&s)?;
         let levels = "a level (error, warn, info, debug, trace) or filter directives";
         let filter = s.get(&names::LOG_LEVEL, "info", levels, |v| {
             EnvFilter::try_new(v).ok()
@@ -166,6 +174,7 @@ impl Settings {
             registry,
             limits,
             auth,
+            tls,
             log: LogConfig { filter, json },
             warnings,
         })
@@ -193,4 +202,20 @@ fn limits(s: &Sources<'_>) -> Result<marina_http::Limits, ConfigError> {
         )?,
         body_grace: defaults.body_grace,
     })
+}
+
+/// The certificate and key to serve HTTPS with: both, or neither.
+fn tls(s: &Sources<'_>) -> Result<Option<marina_http::tls::TlsFiles>, ConfigError> {
+    let path = |v: &str| (!v.is_empty()).then(|| std::path::PathBuf::from(v));
+    let certificate = s.optional(&names::TLS_CERT, "a file path", path)?;
+    let key = s.optional(&names::TLS_KEY, "a file path", path)?;
+    match (certificate, key) {
+        (Some((certificate, _)), Some((key, _))) => {
+            Ok(Some(marina_http::tls::TlsFiles { certificate, key }))
+        }
+        (None, None) => Ok(None),
+        (Some((_, origin)), None) | (None, Some((_, origin))) => Err(ConfigError(format!(
+            "{origin} is set but not its pair: HTTPS needs both --tls-cert and --tls-key"
+        ))),
+    }
 }

@@ -122,6 +122,18 @@ pub(super) const MIN_BODY_RATE: Names = Names {
     env: "MARINA_MIN_BODY_RATE",
     key: "http.min_body_rate",
 };
+pub(super) const TLS_CERT: Names = Names {
+    id: "tls_cert",
+    flag: "--tls-cert",
+    env: "MARINA_TLS_CERT",
+    key: "tls.certificate",
+};
+pub(super) const TLS_KEY: Names = Names {
+    id: "tls_key",
+    flag: "--tls-key",
+    env: "MARINA_TLS_KEY",
+    key: "tls.key",
+};
 pub(super) const AUTH_HTPASSWD: Names = Names {
     id: "auth_htpasswd",
     flag: "--auth-htpasswd",
@@ -160,7 +172,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 32] = [
+pub(super) const ALL: [&Names; 34] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -181,6 +193,8 @@ pub(super) const ALL: [&Names; 32] = [
     &HEADER_TIMEOUT,
     &IDLE_TIMEOUT,
     &MIN_BODY_RATE,
+    &TLS_CERT,
+    &TLS_KEY,
     &AUTH_HTPASSWD,
     &AUTH_TOKEN_ENABLED,
     &AUTH_TOKEN_SERVICE,

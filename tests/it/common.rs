@@ -65,7 +65,10 @@ impl Server {
         dir: tempfile::TempDir,
         limits: marina_http::Limits,
     ) -> Self {
-        let options = marina_http::Options { limits, auth: None };
+        let options = marina_http::Options {
+            limits,
+            ..Default::default()
+        };
         Self::serve_with(store, config, dir, options).await
     }
 

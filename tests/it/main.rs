@@ -19,3 +19,4 @@ mod pull;
 mod push;
 mod replica_race;
 mod s3;
+mod tls;

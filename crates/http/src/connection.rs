@@ -1,7 +1,8 @@
 //! Client connections: accepted up to a limit, tuned (no Nagle delay, a short unsent queue),
 //! and closed when they idle between requests, take too long to send a request head, or stop
-//! reading an answer. Writes go through [`crate::sendfile`], which sends blob files in place of
-//! stand-in bytes.
+//! reading an answer. Plain connections write through [`crate::sendfile`], which sends blob
+//! files in place of stand-in bytes; TLS connections (handshaken on first use, so a slow client
+//! never holds up the accept loop) write through rustls and never see a stand-in.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -32,17 +33,36 @@ const NOTSENT_LOWAT: u32 = 16 * 1024;
 
 /// Accepts TCP connections as [`Connection`]s, at most `max_connections` open at once: past
 /// that, new ones wait in the kernel's backlog.
-#[derive(Debug)]
 pub(crate) struct Listener {
     tcp: tokio::net::TcpListener,
     open: Arc<Semaphore>,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("tcp", &self.tcp)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Listener {
-    pub(crate) fn new(tcp: tokio::net::TcpListener, limits: Limits) -> Self {
+    pub(crate) fn new(
+        tcp: tokio::net::TcpListener,
+        limits: Limits,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-        Self { tcp, open, limits }
+        let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+        Self {
+            tcp,
+            open,
+            limits,
+            tls,
+        }
     }
 }
 
@@ -58,7 +78,11 @@ impl axum::serve::Listener for Listener {
         let (tcp, peer) = axum::serve::Listener::accept(&mut self.tcp).await;
         let _ = tcp.set_nodelay(true);
         let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT);
-        (Connection::new(tcp, slot, self.limits), peer)
+        let io = match &self.tls {
+            Some(acceptor) => Io::Handshake(Box::pin(acceptor.accept(tcp))),
+            None => Io::Plain(tcp),
+        };
+        (Connection::new(io, slot, self.limits), peer)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -75,6 +99,8 @@ pub(crate) struct ConnectionInfo {
     pub(crate) activity: Activity,
     /// The client's address.
     pub(crate) peer: std::net::SocketAddr,
+    /// Whether the connection is TLS (and so may not send stand-ins).
+    pub(crate) tls: bool,
 }
 
 impl Connected<IncomingStream<'_, Listener>> for ConnectionInfo {
@@ -84,6 +110,7 @@ impl Connected<IncomingStream<'_, Listener>> for ConnectionInfo {
             queue: io.queue.clone(),
             activity: io.activity.clone(),
             peer: *stream.remote_addr(),
+            tls: !matches!(io.io, Io::Plain(_)),
         }
     }
 }
@@ -161,10 +188,29 @@ impl Activity {
     }
 }
 
+/// The bytes of a connection: plain, or TLS once the handshake is done.
+enum Io {
+    Plain(TcpStream),
+    Handshake(Pin<Box<tokio_rustls::Accept<TcpStream>>>),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Failed,
+}
+
+impl std::fmt::Debug for Io {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "Plain",
+            Self::Handshake(_) => "Handshake",
+            Self::Tls(_) => "Tls",
+            Self::Failed => "Failed",
+        })
+    }
+}
+
 /// A client connection: its socket, its sendfile queue and its timeouts.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    tcp: TcpStream,
+    io: Io,
     queue: SendQueue,
     activity: Activity,
     limits: Limits,
@@ -176,9 +222,9 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    fn new(tcp: TcpStream, slot: OwnedSemaphorePermit, limits: Limits) -> Self {
+    fn new(io: Io, slot: OwnedSemaphorePermit, limits: Limits) -> Self {
         Self {
-            tcp,
+            io,
             queue: SendQueue::default(),
             activity: Activity::new(),
             limits,
@@ -210,6 +256,36 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Finishes the TLS handshake, if there is one under way.
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Io::Handshake(accept) = &mut self.io else {
+            return Poll::Ready(match self.io {
+                Io::Failed => Err(io::Error::other("the TLS handshake failed")),
+                _ => Ok(()),
+            });
+        };
+        match accept.as_mut().poll(cx) {
+            Poll::Pending => match self.activity.read_deadline(&self.limits, cx.waker()) {
+                Some(deadline) if self.expired(deadline, cx) => {
+                    self.io = Io::Failed;
+                    Poll::Ready(Err(timed_out("the TLS handshake took too long")))
+                }
+                _ => Poll::Pending,
+            },
+            Poll::Ready(Ok(stream)) => {
+                self.io = Io::Tls(Box::new(stream));
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => {
+                self.io = Io::Failed;
+                tracing::debug!(error = %e, "TLS handshake failed");
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
 fn timed_out(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, what.to_owned())
 }
@@ -221,8 +297,14 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        std::task::ready!(this.poll_handshake(cx))?;
         let before = buf.filled().len();
-        match Pin::new(&mut this.tcp).poll_read(cx, buf) {
+        let read = match &mut this.io {
+            Io::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Io::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
+            Io::Handshake(_) | Io::Failed => unreachable!("the handshake finished above"),
+        };
+        match read {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 this.activity.bytes_arrived();
                 Poll::Ready(Ok(()))
@@ -253,7 +335,19 @@ impl AsyncWrite for Connection {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match sendfile::poll_write_vectored(Pin::new(&mut this.tcp), &this.queue, cx, bufs) {
+        std::task::ready!(this.poll_handshake(cx))?;
+        let written = match &mut this.io {
+            Io::Plain(tcp) => sendfile::poll_write_vectored(Pin::new(tcp), &this.queue, cx, bufs),
+            Io::Tls(tls) if bufs.iter().any(|b| sendfile::is_stand_in(b)) => {
+                let _ = tls;
+                Poll::Ready(Err(io::Error::other(
+                    "a stand-in body chunk reached a TLS connection",
+                )))
+            }
+            Io::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
+            Io::Handshake(_) | Io::Failed => unreachable!("the handshake finished above"),
+        };
+        match written {
             Poll::Pending => this.write_blocked(cx),
             done => {
                 this.write_blocked_since = None;
@@ -267,11 +361,19 @@ impl AsyncWrite for Connection {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        match &mut self.get_mut().io {
+            Io::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Io::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
+            Io::Handshake(_) | Io::Failed => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+        match &mut self.get_mut().io {
+            Io::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Io::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
+            Io::Handshake(_) | Io::Failed => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -283,10 +385,13 @@ mod tests {
     async fn accepted_connections_queue_little_unsent_data() {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = tcp.local_addr().unwrap();
-        let mut listener = Listener::new(tcp, Limits::default());
+        let mut listener = Listener::new(tcp, Limits::default(), None);
         let client = tokio::spawn(TcpStream::connect(address));
         let (connection, _) = axum::serve::Listener::accept(&mut listener).await;
-        let socket = socket2::SockRef::from(&connection.tcp);
+        let Io::Plain(tcp) = &connection.io else {
+            panic!("a plain listener accepts plain connections");
+        };
+        let socket = socket2::SockRef::from(tcp);
         assert_eq!(socket.tcp_notsent_lowat().unwrap(), NOTSENT_LOWAT);
         assert!(socket.tcp_nodelay().unwrap());
         drop(client.await.unwrap().unwrap());

@@ -12,6 +12,7 @@ mod observe;
 mod query;
 pub mod ranges;
 mod sendfile;
+pub mod tls;
 
 use axum::Router;
 use marina_registry::Registry;
@@ -28,6 +29,8 @@ pub struct Options {
     pub limits: Limits,
     /// Authentication and authorization; `None` serves everyone everything.
     pub auth: Option<std::sync::Arc<Auth>>,
+    /// HTTPS with these certificates; `None` serves plain HTTP.
+    pub tls: Option<std::sync::Arc<tls::Certificates>>,
 }
 
 /// Serves the API on `listener` with `options` until `shutdown` completes, then lets requests
@@ -42,16 +45,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = options.limits;
+    let tls = options.tls.as_ref().map(tls::Certificates::server_config);
     let app = router(registry, options)
         .into_make_service_with_connect_info::<connection::ConnectionInfo>();
-    axum::serve(connection::Listener::new(listener, limits), app)
+    axum::serve(connection::Listener::new(listener, limits, tls), app)
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 /// The whole API as a router.
 fn router(registry: Registry, options: Options) -> Router {
-    let Options { limits, auth } = options;
+    let Options { limits, auth, .. } = options;
     Router::new()
         .fallback(handlers::handle)
         .with_state(handlers::AppState {

@@ -33,7 +33,7 @@ const CHUNK: usize = 4 * 1024 * 1024;
 /// are never touched and cost no memory.
 static STAND_IN: LazyLock<Box<[u8]>> = LazyLock::new(|| vec![0; CHUNK].into_boxed_slice());
 
-fn is_stand_in(buf: &[u8]) -> bool {
+pub(crate) fn is_stand_in(buf: &[u8]) -> bool {
     let base = STAND_IN.as_ptr().addr();
     let at = buf.as_ptr().addr();
     !buf.is_empty() && at >= base && at < base + STAND_IN.len()

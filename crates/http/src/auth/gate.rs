@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use axum::http::{HeaderMap, header};
+use axum::extract::ConnectInfo;
+use axum::http::header;
+use axum::http::request::Parts;
 use base64::Engine as _;
 use marina_auth::{Action, Granted, Identity};
 
@@ -33,15 +35,15 @@ impl Caller {
 /// Bearer token (checked, never counted as a failed login).
 pub(crate) async fn authenticate(
     auth: &Auth,
-    headers: &HeaderMap,
+    request: &Parts,
     from: IpAddr,
     endpoint: &Endpoint,
 ) -> Result<Caller, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let Some(value) = request.headers.get(header::AUTHORIZATION) else {
         return Ok(Caller::anyone());
     };
     let value = value.to_str().unwrap_or("");
-    let challenge = || challenge(auth, headers, endpoint, None);
+    let challenge = || challenge(auth, request, endpoint, None);
     let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
     if scheme.eq_ignore_ascii_case("basic") {
         let (user, password) = basic(credentials.trim()).ok_or_else(challenge)?;
@@ -80,19 +82,19 @@ pub(crate) async fn authenticate(
 pub(crate) fn authorize(
     auth: &Auth,
     caller: &Caller,
-    headers: &HeaderMap,
+    request: &Parts,
     endpoint: &Endpoint,
 ) -> Result<(), ApiError> {
     let Some((repository, action)) = endpoint.scope() else {
         return match (endpoint, &caller.identity) {
             // Clients start at /v2/ and sign in when it asks them to.
             (Endpoint::Base, Identity::Anonymous) if caller.granted.is_none() => {
-                Err(challenge(auth, headers, endpoint, None))
+                Err(challenge(auth, request, endpoint, None))
             }
             (Endpoint::Catalog { .. }, Identity::Anonymous)
                 if !auth.policy().acl.may_pull_somewhere(&Identity::Anonymous) =>
             {
-                Err(challenge(auth, headers, endpoint, None))
+                Err(challenge(auth, request, endpoint, None))
             }
             _ => Ok(()),
         };
@@ -105,10 +107,10 @@ pub(crate) fn authorize(
         .acl
         .may(&caller.identity, repository.as_str(), action);
     match (&caller.identity, &caller.granted) {
-        (Identity::Anonymous, _) => Err(challenge(auth, headers, endpoint, None)),
+        (Identity::Anonymous, _) => Err(challenge(auth, request, endpoint, None)),
         (Identity::User(_), Some(_)) if rules_allow => Err(challenge(
             auth,
-            headers,
+            request,
             endpoint,
             Some("insufficient_scope"),
         )),
@@ -127,12 +129,7 @@ pub(super) fn allows(auth: &Auth, caller: &Caller, repository: &str, action: Act
 }
 
 /// The 401 that tells a client how to sign in for this endpoint.
-fn challenge(
-    auth: &Auth,
-    headers: &HeaderMap,
-    endpoint: &Endpoint,
-    error: Option<&str>,
-) -> ApiError {
+fn challenge(auth: &Auth, request: &Parts, endpoint: &Endpoint, error: Option<&str>) -> ApiError {
     let Some(issuer) = &auth.issuer else {
         return ApiError::unauthorized("Basic realm=\"marina\"".to_owned());
     };
@@ -140,7 +137,7 @@ fn challenge(
         .settings
         .realm
         .clone()
-        .unwrap_or_else(|| default_realm(headers));
+        .unwrap_or_else(|| default_realm(request));
     let mut value = format!("Bearer realm=\"{realm}\",service=\"{}\"", issuer.service());
     if let Some(scope) = scope_of(endpoint) {
         value.push_str(&format!(",scope=\"{scope}\""));
@@ -164,16 +161,23 @@ fn scope_of(endpoint: &Endpoint) -> Option<String> {
     Some(format!("repository:{repository}:{actions}"))
 }
 
-/// `<scheme>://<Host>/auth/token`, the scheme from `X-Forwarded-Proto` behind a proxy.
-pub(super) fn default_realm(headers: &HeaderMap) -> String {
+/// `<scheme>://<Host>/auth/token`: https on a TLS connection, or behind a proxy that says
+/// `X-Forwarded-Proto: https`.
+pub(super) fn default_realm(request: &Parts) -> String {
+    let headers = &request.headers;
+    let tls = request
+        .extensions
+        .get::<ConnectInfo<crate::connection::ConnectionInfo>>()
+        .is_some_and(|info| info.0.tls);
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .filter(|h| !h.is_empty() && !h.contains(['"', '\\', ' ']))
         .unwrap_or("localhost");
-    let https = headers
-        .get("X-Forwarded-Proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let https = tls
+        || headers
+            .get("X-Forwarded-Proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     format!(
         "{}://{host}/auth/token",
         if https { "https" } else { "http" }

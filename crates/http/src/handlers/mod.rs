@@ -87,7 +87,7 @@ async fn answer(state: &AppState, parts: &Parts, body: Body, from: IpAddr) -> Re
     let template = endpoint.template();
     let caller = match &state.auth {
         None => Caller::anyone(),
-        Some(auth) => match admit(auth, &parts.headers, from, &endpoint).await {
+        Some(auth) => match admit(auth, parts, from, &endpoint).await {
             Ok(caller) => caller,
             Err(e) => return labelled(e.into_response(), template, None),
         },
@@ -113,12 +113,12 @@ async fn answer(state: &AppState, parts: &Parts, body: Body, from: IpAddr) -> Re
 /// Who the caller is, if they may do what the endpoint does.
 async fn admit(
     auth: &Auth,
-    headers: &HeaderMap,
+    parts: &Parts,
     from: IpAddr,
     endpoint: &Endpoint,
 ) -> Result<Caller, ApiError> {
-    let caller = auth::authenticate(auth, headers, from, endpoint).await?;
-    auth::authorize(auth, &caller, headers, endpoint)?;
+    let caller = auth::authenticate(auth, parts, from, endpoint).await?;
+    auth::authorize(auth, &caller, parts, endpoint)?;
     Ok(caller)
 }
 
@@ -141,12 +141,13 @@ fn peer(parts: &Parts) -> IpAddr {
     info.map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.peer.ip())
 }
 
-/// The connection's sendfile queue, when the request came over HTTP/1 on a connection that
-/// has one (HTTP/2 copies body bytes into its frames, so it cannot use stand-ins).
+/// The connection's sendfile queue, when the request came over HTTP/1 on a plain connection
+/// (HTTP/2 copies body bytes into its frames, and TLS encrypts them: neither can send files).
 fn sendfile_queue(parts: &axum::http::request::Parts) -> Option<SendQueue> {
     let http1 = matches!(parts.version, Version::HTTP_10 | Version::HTTP_11);
     let info = parts.extensions.get::<ConnectInfo<ConnectionInfo>>();
-    info.filter(|_| http1).map(|info| info.0.queue.clone())
+    info.filter(|info| http1 && !info.0.tls)
+        .map(|info| info.0.queue.clone())
 }
 
 async fn dispatch(
