@@ -12,6 +12,8 @@ use reqwest::header::{
 };
 use reqwest::{Body, Method, Response, Url};
 
+use super::auth::{Credentials, SignIn};
+
 /// The media types `docker pull` accepts for a manifest.
 const DOCKER_MANIFEST_ACCEPT: [&str; 4] = [
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -29,11 +31,18 @@ pub(crate) struct RegistryClient {
     pub(crate) label: &'static str,
     base: Url,
     http: reqwest::Client,
+    /// How to sign in, when the registry asks (`--auth`).
+    sign_in: Option<std::sync::Arc<SignIn>>,
 }
 
 impl RegistryClient {
-    /// A client for the registry at `base` (`http://host:port`).
-    pub(crate) fn new(label: &'static str, base: &str) -> anyhow::Result<Self> {
+    /// A client for the registry at `base` (`http://host:port`), signing in with `credentials`
+    /// when it asks for them.
+    pub(crate) async fn new(
+        label: &'static str,
+        base: &str,
+        credentials: Option<Credentials>,
+    ) -> anyhow::Result<Self> {
         let base = Url::parse(base).with_context(|| format!("invalid registry URL {base:?}"))?;
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -44,7 +53,16 @@ impl RegistryClient {
             .user_agent(concat!("marina-bench/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the HTTP client")?;
-        Ok(Self { label, base, http })
+        let sign_in = match credentials {
+            Some(credentials) => SignIn::discover(&http, &base, credentials).await?,
+            None => None,
+        };
+        Ok(Self {
+            label,
+            base,
+            http,
+            sign_in: sign_in.map(std::sync::Arc::new),
+        })
     }
 
     /// The registry's base URL, as given.
@@ -66,7 +84,11 @@ impl RegistryClient {
         url: Url,
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> anyhow::Result<Response> {
-        let request = build(self.http.request(method.clone(), url.clone()));
+        let mut request = build(self.http.request(method.clone(), url.clone()));
+        if let Some(sign_in) = &self.sign_in {
+            let value = sign_in.header_for(url.path()).await?;
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
         let response = request
             .send()
             .await

@@ -2,6 +2,7 @@
 //! and the run itself: each case on each registry in turn (A B A B ...), then the table and
 //! the JSON file.
 
+mod auth;
 mod client;
 mod data;
 mod fixtures;
@@ -65,6 +66,10 @@ pub(crate) struct BenchArgs {
     /// Repositories are named `<prefix>-<random>/...`, so runs never collide.
     #[arg(long, value_name = "NAME", default_value = "bench")]
     repo_prefix: String,
+    /// Sign in as USER:PASSWORD where a registry asks (Basic, or a Bearer token per
+    /// repository from its token service, renewed every 2 minutes).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    auth: Option<auth::Credentials>,
     /// How many times each workload alternates between the registries.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
@@ -249,7 +254,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<bool> {
     let mut registries = Vec::new();
     for (label, url) in [("A", Some(&args.url)), ("B", args.compare.as_ref())] {
         if let Some(url) = url {
-            let client = RegistryClient::new(label, url)?;
+            let client = RegistryClient::new(label, url, args.auth.clone()).await?;
             client
                 .ping()
                 .await

@@ -221,13 +221,19 @@ impl TokenIssuer {
     }
 }
 
-/// Verifies tokens against trusted keys, an issuer and an audience.
+/// Verifies tokens against trusted keys, an issuer and an audience. A token verified once is
+/// remembered by its exact bytes until it expires, so a client sending the same token with
+/// every request pays for the signature check once.
 #[derive(Clone)]
 pub struct TokenVerifier {
     keys: Vec<(Algorithm, DecodingKey)>,
     issuer: String,
     audience: String,
+    verified: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Claims>>>,
 }
+
+/// The most tokens remembered as verified; past it, they are forgotten and checked again.
+const REMEMBERED_TOKENS: usize = 10_000;
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -248,6 +254,7 @@ impl TokenVerifier {
             keys,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            verified: std::sync::Arc::default(),
         }
     }
 
@@ -257,6 +264,32 @@ impl TokenVerifier {
     /// # Errors
     /// [`TokenError::Invalid`] otherwise.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = unix_now();
+        if let Some(claims) = self.remembered().get(token)
+            && claims.exp > now
+        {
+            return Ok(claims.clone());
+        }
+        let claims = self.check(token)?;
+        let mut remembered = self.remembered();
+        if remembered.len() >= REMEMBERED_TOKENS {
+            remembered.retain(|_, c| c.exp > now);
+            if remembered.len() >= REMEMBERED_TOKENS {
+                remembered.clear();
+            }
+        }
+        remembered.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Claims>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The signature and claims check itself.
+    fn check(&self, token: &str) -> Result<Claims, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         let mut last = TokenError::Invalid("no trusted key for its algorithm".into());
