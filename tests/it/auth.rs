@@ -680,3 +680,38 @@ async fn the_catalog_lists_only_what_the_caller_may_pull() {
         serde_json::json!(["team/c1", "team/src"])
     );
 }
+
+/// Regression: the challenge of a mount asked only for the target, so the token a client
+/// fetched could not read the source and every mount fell back to an upload.
+#[tokio::test]
+async fn a_mount_challenge_asks_for_the_source_too_and_its_token_mounts() {
+    let g = guarded().await;
+    let f = fixture(&g, 1).await;
+    let path = format!(
+        "/v2/{}/blobs/uploads/?mount={}&from=team/src",
+        f.repo, f.mountable
+    );
+    let refused = g.server.request(Method::POST, &path).send().await.unwrap();
+    let challenge = header(&refused, "WWW-Authenticate").to_owned();
+    let scope = format!(
+        "scope=\"repository:{}:pull,push repository:team/src:pull\"",
+        f.repo
+    );
+    assert!(challenge.contains(&scope), "{challenge}");
+    let asked = format!("repository:{}:pull,push repository:team/src:pull", f.repo);
+    let url = format!(
+        "/auth/token?service={SERVICE}&scope={}",
+        asked.replace(' ', "%20")
+    );
+    let token = g
+        .server
+        .request(Method::GET, &url)
+        .header("Authorization", basic("writer", "writer-pw"));
+    let token: serde_json::Value = token.send().await.unwrap().json().await.unwrap();
+    let bearer = bearer(token["token"].as_str().unwrap());
+    let mounted = g
+        .server
+        .request(Method::POST, &path)
+        .header("Authorization", bearer);
+    assert_eq!(mounted.send().await.unwrap().status(), StatusCode::CREATED);
+}

@@ -99,6 +99,13 @@ fn make_leaf(dir: &Path, name: &str) {
 
 /// A marina serving HTTPS with `live.pem`/`live.key` from `dir`, and a client trusting the CA.
 async fn https(dir: &Path) -> (Server, reqwest::ClientBuilder) {
+    https_with(dir, None).await
+}
+
+async fn https_with(
+    dir: &Path,
+    auth: Option<Arc<marina_http::Auth>>,
+) -> (Server, reqwest::ClientBuilder) {
     make_ca(dir);
     make_leaf(dir, "first");
     std::fs::copy(dir.join("first.pem"), dir.join("live.pem")).unwrap();
@@ -111,6 +118,7 @@ async fn https(dir: &Path) -> (Server, reqwest::ClientBuilder) {
     tokio::spawn(Arc::clone(&certificates).keep_current());
     let options = marina_http::Options {
         tls: Some(certificates),
+        auth,
         ..Default::default()
     };
     let data = tempfile::tempdir().unwrap();
@@ -277,4 +285,30 @@ fn pem_der(pem: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(body)
         .unwrap()
+}
+
+/// Regression: over HTTP/2 there is no Host header, and the challenge sent clients to
+/// `https://localhost/auth/token`, without the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_realm_names_the_https_address_over_http2() {
+    let certs = tempfile::tempdir().unwrap();
+    let key = marina_auth::TokenIssuer::generate_pem().unwrap();
+    let issuer = marina_auth::TokenIssuer::from_pem(&key, "marina", "marina").unwrap();
+    let auth = marina_http::Auth::new(Default::default(), Some(issuer), Default::default());
+    let (server, client) = https_with(certs.path(), Some(Arc::new(auth))).await;
+    let answer = client
+        .build()
+        .unwrap()
+        .get(secure(&server, "/v2/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.version(), Version::HTTP_2);
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let realm = format!("realm=\"https://{}/auth/token\"", server.addr());
+    assert!(
+        header(&answer, "WWW-Authenticate").contains(&realm),
+        "{}",
+        header(&answer, "WWW-Authenticate")
+    );
 }

@@ -158,7 +158,19 @@ fn scope_of(endpoint: &Endpoint) -> Option<String> {
         Action::Push => "pull,push",
         other => other.as_str(),
     };
-    Some(format!("repository:{repository}:{actions}"))
+    let mut scope = format!("repository:{repository}:{actions}");
+    // A mount also reads its source: ask for both, as Distribution does, or the token a
+    // client fetches cannot mount and every mount falls back to an upload.
+    if let Endpoint::StartUpload {
+        start: crate::UploadStart::Mount {
+            from: Some(source), ..
+        },
+        ..
+    } = endpoint
+    {
+        scope.push_str(&format!(" repository:{source}:pull"));
+    }
+    Some(scope)
 }
 
 /// `<scheme>://<Host>/auth/token`: https on a TLS connection, or behind a proxy that says
@@ -169,9 +181,12 @@ pub(super) fn default_realm(request: &Parts) -> String {
         .extensions
         .get::<ConnectInfo<crate::connection::ConnectionInfo>>()
         .is_some_and(|info| info.0.tls);
+    // HTTP/2 carries the host in the request's authority, not in a Host header.
+    let authority = request.uri.authority().map(|a| a.as_str());
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or(authority)
         .filter(|h| !h.is_empty() && !h.contains(['"', '\\', ' ']))
         .unwrap_or("localhost");
     let https = tls
