@@ -10,7 +10,10 @@
 #   1. starts marina on a free loopback port (never 5000) with empty storage in a temp dir,
 #      and waits until GET /v2/ answers; with --replicas N (s3 only), starts N marinas on the same
 #      bucket and prefix, each on a port of its own, and a round-robin nginx reverse proxy in front
-#      of them on another free loopback port, which the suite then talks to;
+#      of them on another free loopback port, which the suite then talks to; with --auth, marina
+#      signs users in from a fresh htpasswd file with a random user, whose name and password the
+#      suite gets; with --tls, marina (and the proxy) serve HTTPS with a certificate of a fresh test
+#      CA, which the suite trusts through SSL_CERT_FILE;
 #   2. runs the suite with its working directory set to the output directory;
 #   3. leaves report.html and junit.xml in the output directory (marina's log goes there too, as
 #      marina.log; with --replicas, marina-1.log ... marina-N.log and the proxy's proxy.log and
@@ -52,17 +55,31 @@ Options:
                              marina-1.log ... marina-N.log, proxy.log and proxy-access.log (one
                              line per request, with the replica that answered it and its
                              X-Request-Id).
+  --auth                     Turn access control on: write an htpasswd file with a random user and
+                             password (htpasswd -B, from apache2-utils) into the temp dir, start
+                             marina with --auth-htpasswd, and give the suite the user as
+                             OCI_USERNAME / OCI_PASSWORD. With --storage s3, a fresh P-256 token
+                             signing key (openssl) is passed in a config file as auth.token.key,
+                             the same for every replica. Implies --no-automatic-crossmount: with
+                             auth on, marina never mounts without 'from'.
+  --tls                      Serve HTTPS: make a test CA and a certificate for 127.0.0.1 (openssl)
+                             in the temp dir, start marina with --tls-cert / --tls-key, point the
+                             suite at https://127.0.0.1:PORT and give it SSL_CERT_FILE=<the CA>.
+                             With --replicas, nginx serves HTTPS with the same certificate and
+                             talks HTTPS to the marinas, checking their certificate against the CA.
   --start-timeout SECONDS    How long to wait for marina's GET /v2/ (default 30).
   -h, --help                 Show this help.
 
 Arguments after '--' are passed to the suite binary unchanged.
 
 Environment read (optional): NGINX_BIN (nginx for --replicas; default: nginx on PATH, else
-/usr/sbin/nginx), OCI_VERSION (default 1.1; new runner only, e.g. 'dev' also tests upload
-cancel, ?tag= and digest headers), OCI_DEBUG (default 0), OCI_DELETE_MANIFEST_BEFORE_BLOBS
-(default 1). Other OCI_* variables you set (OCI_LOG, OCI_FILTER_TEST, OCI_API_*, OCI_DATA_*, ...) are
-passed through; the read-only-data ones (OCI_TAG_NAME, OCI_MANIFEST_DIGEST, OCI_BLOB_DIGEST,
-OCI_TAG_LIST, OCI_RO_DATA_*) are removed, since the registry starts empty.
+/usr/sbin/nginx; with --tls it needs its ssl module), OCI_VERSION (default 1.1; new runner only,
+e.g. 'dev' also tests upload cancel, ?tag= and digest headers), OCI_DEBUG (default 0),
+OCI_DELETE_MANIFEST_BEFORE_BLOBS (default 1). Other OCI_* variables you set (OCI_LOG,
+OCI_FILTER_TEST, OCI_API_*, OCI_DATA_*, ...) are passed through; the read-only-data ones (OCI_TAG_NAME, OCI_MANIFEST_DIGEST, OCI_BLOB_DIGEST,
+OCI_TAG_LIST, OCI_RO_DATA_*) are removed, since the registry starts empty. With --auth,
+OCI_USERNAME and OCI_PASSWORD are replaced by the generated user's; with --tls, the suite's
+SSL_CERT_FILE is replaced by the test CA (for the suite only, not for marina or nginx).
 
 Exit status: the suite's (0 = pass); 2 = bad usage; 3 = setup failure.
 EOF
@@ -80,6 +97,8 @@ out=./conformance-results
 crossmount=1
 start_timeout=30
 replicas=        # empty: one marina, no proxy
+auth=0
+tls=0
 suite_args=()
 
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die_usage "option $1 needs a value"; }
@@ -95,6 +114,8 @@ while [ $# -gt 0 ]; do
     --out) need_value "$@"; out=$2; shift 2 ;;
     --out=*) out=${1#*=}; shift ;;
     --no-automatic-crossmount) crossmount=0; shift ;;
+    --auth) auth=1; shift ;;
+    --tls) tls=1; shift ;;
     --replicas) need_value "$@"; replicas=$2; shift 2 ;;
     --replicas=*) replicas=${1#*=}; shift ;;
     --start-timeout) need_value "$@"; start_timeout=$2; shift 2 ;;
@@ -130,6 +151,16 @@ bin=$(abspath "$bin")
 for tool in curl; do
   command -v "$tool" >/dev/null 2>&1 || fail_setup "'$tool' is required but not installed"
 done
+if [ "$auth" = 1 ]; then
+  command -v htpasswd >/dev/null 2>&1 \
+    || fail_setup "--auth needs htpasswd to write the users file: install it (Debian: apt-get install apache2-utils)"
+fi
+if [ "$tls" = 1 ] || { [ "$auth" = 1 ] && [ "$storage" = s3 ]; }; then
+  what_needs_openssl="--tls"
+  [ "$tls" = 1 ] || what_needs_openssl="--auth with --storage s3 (for the token signing key)"
+  command -v openssl >/dev/null 2>&1 \
+    || fail_setup "$what_needs_openssl needs openssl: install it (Debian: apt-get install openssl)"
+fi
 have_python=0
 command -v python3 >/dev/null 2>&1 && have_python=1
 
@@ -143,6 +174,11 @@ if [ -n "$replicas" ]; then
   fi
   [ -n "$nginx" ] && [ -f "$nginx" ] && [ -x "$nginx" ] \
     || fail_setup "--replicas needs nginx${nginx:+ (no executable at '$nginx')}: install it (Debian: apt-get install nginx-light) or set NGINX_BIN"
+  if [ "$tls" = 1 ]; then
+    # nginx -V prints its configure arguments on stderr.
+    "$nginx" -V 2>&1 | grep -q -- '--with-http_ssl_module' \
+      || fail_setup "--tls with --replicas needs nginx with its ssl module (--with-http_ssl_module in 'nginx -V'), which $nginx lacks: it serves the suite HTTPS and talks HTTPS to the marinas"
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------- marina binary
@@ -260,13 +296,110 @@ s.close()')
   return 1
 }
 
+# ---------------------------------------------------------------------------------------- auth and tls
+# Everything here lives in the work dir and is deleted with it.
+rand_hex() { # $1 = bytes
+  od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'
+}
+toml_string() { # a TOML basic string
+  local v=$1
+  v=${v//\\/\\\\}
+  v=${v//\"/\\\"}
+  printf '"%s"' "$v"
+}
+
+marina_config=      # a TOML file for settings that have no flag; empty: none
+htpasswd_file=
+auth_user=
+auth_password=
+if [ "$auth" = 1 ]; then
+  # 0700: the work dir itself becomes 0711 for nginx's workers, which need nothing in here.
+  mkdir -m 700 "$workdir/auth"
+  auth_user=conformance-$(rand_hex 4)
+  auth_password=$(rand_hex 16)
+  htpasswd_file=$workdir/auth/htpasswd
+  # -i: the password comes on htpasswd's stdin, not on its command line.
+  printf '%s\n' "$auth_password" | htpasswd -B -i -c "$htpasswd_file" "$auth_user" \
+    >"$workdir/auth/htpasswd.out" 2>&1 \
+    || fail_setup "htpasswd could not write $htpasswd_file: $(tr '\n' ' ' <"$workdir/auth/htpasswd.out")"
+  if [ "$storage" = s3 ]; then
+    # On S3 marina needs the token signing key in its configuration (auth.token.key), and every
+    # replica must sign and verify tokens with the same one.
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$workdir/auth/token.key" \
+      >"$workdir/auth/openssl.out" 2>&1 \
+      || fail_setup "openssl could not make a token signing key: $(tr '\n' ' ' <"$workdir/auth/openssl.out")"
+    marina_config=$workdir/marina.toml
+    printf '# Written by scripts/%s for one conformance run; deleted afterwards.\n[auth.token]\nkey = %s\n' \
+      "$prog" "$(toml_string "$workdir/auth/token.key")" >"$marina_config"
+  fi
+  log "auth: on, one user '$auth_user' with a random password in $htpasswd_file${marina_config:+; token signing key in $workdir/auth/token.key, passed as auth.token.key in $marina_config}"
+fi
+
+scheme=http
+curl_tls=()   # curl's arguments to trust our test CA
+tls_ca=
+tls_cert=
+tls_key=
+if [ "$tls" = 1 ]; then
+  scheme=https
+  tls_dir=$workdir/tls
+  mkdir -m 700 "$tls_dir"  # nginx reads its certificates as the master process, before it drops privileges
+  tls_ca=$tls_dir/ca.pem
+  tls_cert=$tls_dir/cert.pem
+  tls_key=$tls_dir/key.pem
+  # A configuration of our own, so that nothing of the system's openssl.cnf gets in.
+  # The leaf names localhost too: nginx checks an upstream's certificate against DNS names only.
+  cat >"$tls_dir/openssl.cnf" <<'OPENSSL'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = marina conformance test CA
+[ca_ext]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[leaf_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+OPENSSL
+  {
+    openssl req -x509 -config "$tls_dir/openssl.cnf" -extensions ca_ext \
+      -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls_dir/ca.key" \
+      -subj "/CN=marina conformance test CA $(rand_hex 4)" -days 2 -out "$tls_ca" \
+    && openssl req -new -config "$tls_dir/openssl.cnf" \
+      -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls_key" \
+      -subj "/CN=127.0.0.1" -out "$tls_dir/cert.csr" \
+    && openssl x509 -req -in "$tls_dir/cert.csr" -CA "$tls_ca" -CAkey "$tls_dir/ca.key" \
+      -set_serial "0x$(rand_hex 16)" -days 2 -extfile "$tls_dir/openssl.cnf" -extensions leaf_ext \
+      -out "$tls_cert"
+  } >"$tls_dir/openssl.out" 2>&1 \
+    || fail_setup "openssl could not make the test certificates: $(tail -n 5 "$tls_dir/openssl.out" | tr '\n' ' ')"
+  curl_tls=(--cacert "$tls_ca")
+  log "tls: on, certificate for 127.0.0.1 in $tls_cert, signed by the test CA $tls_ca"
+fi
+# What GET /v2/ answers once marina is ready: with auth on, it asks anonymous clients to sign in.
+ready_want=200
+[ "$auth" = 0 ] || ready_want=401
+
 # ---------------------------------------------------------------------------------------- start marina
+if [ "$auth" = 1 ] && [ "$crossmount" = 1 ]; then
+  log "auth: automatic crossmount off (as with --no-automatic-crossmount), since with auth on marina never mounts a blob without 'from'"
+  crossmount=0
+fi
 marina_args_common=(--delete-enabled true)
 if [ "$crossmount" = 1 ]; then
   marina_args_common+=(--mount-without-from true)
 else
   marina_args_common+=(--mount-without-from false)
 fi
+[ -z "$htpasswd_file" ] || marina_args_common+=(--auth-htpasswd "$htpasswd_file")
+[ -z "$marina_config" ] || marina_args_common+=(--config "$marina_config")
+[ "$tls" = 0 ] || marina_args_common+=(--tls-cert "$tls_cert" --tls-key "$tls_key")
 
 if [ "$storage" = s3 ]; then
   # Fresh storage on S3 too: this run's keys live under a prefix of their own (shared by the replicas).
@@ -313,7 +446,7 @@ wait_ready() {
       wait "$pid" 2>/dev/null || exit_status=$?
       return 1
     fi
-    code=$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/v2/" 2>/dev/null || true)
+    code=$(curl --noproxy '*' -s ${curl_tls[@]+"${curl_tls[@]}"} -o /dev/null -w '%{http_code}' --max-time 2 "$url/v2/" 2>/dev/null || true)
     if [ -n "$code" ] && [ "$code" != 000 ]; then
       # Something answered; make sure it is our process and not one that took the port first.
       sleep 0.2
@@ -340,12 +473,12 @@ start_one_marina() {
     exit_status=0
     ready_status=
     set +e
-    wait_ready "$new_pid" "http://127.0.0.1:$port"
+    wait_ready "$new_pid" "$scheme://127.0.0.1:$port"
     ready=$?
     set -e
     if [ "$ready" = 0 ]; then
       marina_ports[$i]=$port
-      [ "$ready_status" = 200 ] || log "warning: GET /v2/ of $what answered $ready_status, not 200"
+      [ "$ready_status" = "$ready_want" ] || log "warning: GET /v2/ of $what answered $ready_status, not $ready_want"
       return 0
     fi
     if [ "$ready" = 1 ]; then
@@ -356,7 +489,7 @@ start_one_marina() {
       fi
       log "$what failed to start (exit status $exit_status; $marina with --storage $storage)"
     else
-      log "$what failed to start: GET http://127.0.0.1:$port/v2/ did not answer within ${start_timeout}s"
+      log "$what failed to start: GET $scheme://127.0.0.1:$port/v2/ did not answer within ${start_timeout}s"
     fi
     show_log_tail "$logfile"
     exit 3
@@ -367,9 +500,9 @@ start_one_marina() {
 for i in $(seq 0 $(( n_marinas - 1 ))); do
   start_one_marina "$i"
   if [ -z "$replicas" ]; then
-    log "marina pid ${marina_pids[$i]} listening on http://127.0.0.1:${marina_ports[$i]} (log: ${marina_logs[$i]})"
+    log "marina pid ${marina_pids[$i]} listening on $scheme://127.0.0.1:${marina_ports[$i]} (log: ${marina_logs[$i]})"
   else
-    log "marina pid ${marina_pids[$i]} listening on http://127.0.0.1:${marina_ports[$i]} (replica $(( i + 1 )) of $n_marinas; log: ${marina_logs[$i]})"
+    log "marina pid ${marina_pids[$i]} listening on $scheme://127.0.0.1:${marina_ports[$i]} (replica $(( i + 1 )) of $n_marinas; log: ${marina_logs[$i]})"
   fi
 done
 port=${marina_ports[0]}
@@ -422,11 +555,40 @@ NGINX
   }
 
   server {
+NGINX
+    if [ "$tls" = 0 ]; then
+      cat <<NGINX
     listen 127.0.0.1:$1;
+NGINX
+    else
+      cat <<NGINX
+    listen 127.0.0.1:$1 ssl;
+    ssl_certificate $tls_cert;
+    ssl_certificate_key $tls_key;
+NGINX
+    fi
+    cat <<NGINX
     client_max_body_size 0;
 
     location / {
+NGINX
+    if [ "$tls" = 0 ]; then
+      cat <<NGINX
       proxy_pass http://marina;
+NGINX
+    else
+      # HTTPS to the marinas too, their certificate checked against the test CA. nginx matches
+      # proxy_ssl_name against the certificate's DNS names only, not its IP addresses, hence
+      # localhost, which the certificate names besides 127.0.0.1.
+      cat <<NGINX
+      proxy_pass https://marina;
+      proxy_ssl_trusted_certificate $tls_ca;
+      proxy_ssl_verify on;
+      proxy_ssl_name localhost;
+      proxy_ssl_session_reuse on;
+NGINX
+    fi
+    cat <<NGINX
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       # The client's Host, port included, so that what marina derives from it is right as seen
@@ -453,7 +615,7 @@ if [ -n "$replicas" ]; then
     exit_status=0
     ready_status=
     set +e
-    wait_ready "$proxy_pid" "http://127.0.0.1:$proxy_port"
+    wait_ready "$proxy_pid" "$scheme://127.0.0.1:$proxy_port"
     ready=$?
     set -e
     if [ "$ready" = 0 ]; then
@@ -467,18 +629,21 @@ if [ -n "$replicas" ]; then
       fi
       log "nginx failed to start (exit status $exit_status; $nginx)"
     else
-      log "nginx failed to start: GET http://127.0.0.1:$proxy_port/v2/ did not answer within ${start_timeout}s"
+      log "nginx failed to start: GET $scheme://127.0.0.1:$proxy_port/v2/ did not answer within ${start_timeout}s"
     fi
     show_log_tail "$proxy_log"
     exit 3
   done
   [ "$ready" = 0 ] || fail_setup "nginx failed to start"
-  [ "$ready_status" = 200 ] || log "warning: GET /v2/ through the proxy answered $ready_status, not 200"
+  if [ "$ready_status" != "$ready_want" ]; then
+    log "warning: GET /v2/ through the proxy answered $ready_status, not $ready_want"
+    show_log_tail "$proxy_log"
+  fi
   port=$proxy_port
-  log "proxy (nginx) pid $proxy_pid listening on http://127.0.0.1:$port, round robin over $n_marinas replicas (logs: $proxy_log, $proxy_access_log)"
+  log "proxy (nginx) pid $proxy_pid listening on $scheme://127.0.0.1:$port, round robin over $n_marinas replicas (logs: $proxy_log, $proxy_access_log)"
 fi
 
-root_url=http://127.0.0.1:$port
+root_url=$scheme://127.0.0.1:$port
 
 # ---------------------------------------------------------------------------------------- suite env
 # Repository names carry a run id so that runs against shared (s3) storage do not see each other.
@@ -510,7 +675,7 @@ export OCI_DEBUG=${OCI_DEBUG:-0}
 export OCI_DELETE_MANIFEST_BEFORE_BLOBS=${OCI_DELETE_MANIFEST_BEFORE_BLOBS:-1}
 # New runner (main). It maps the legacy names too, but its own names take precedence.
 export OCI_REGISTRY=127.0.0.1:$port
-export OCI_TLS=disabled
+if [ "$tls" = 1 ]; then export OCI_TLS=enabled; else export OCI_TLS=disabled; fi
 export OCI_REPO1=$repo1
 export OCI_REPO2=$repo2
 export OCI_RESULTS_DIR=$out
@@ -518,12 +683,23 @@ export OCI_VERSION=${OCI_VERSION:-1.1}
 if [ -z "${OCI_API_BLOBS_MOUNT_ANONYMOUS:-}" ]; then
   if [ "$crossmount" = 1 ]; then export OCI_API_BLOBS_MOUNT_ANONYMOUS=true; else export OCI_API_BLOBS_MOUNT_ANONYMOUS=false; fi
 fi
+# Both suites read the same credentials.
+if [ "$auth" = 1 ]; then
+  export OCI_USERNAME=$auth_user
+  export OCI_PASSWORD=$auth_password
+fi
 
 # ---------------------------------------------------------------------------------------- run suite
-log "running $bin (working directory $out, OCI_VERSION=$OCI_VERSION, automatic crossmount=$crossmount${replicas:+, $replicas replicas behind the proxy})"
+log "running $bin (working directory $out, OCI_ROOT_URL=$OCI_ROOT_URL, OCI_VERSION=$OCI_VERSION, automatic crossmount=$crossmount${replicas:+, $replicas replicas behind the proxy}$([ "$auth" = 0 ] || printf ', signed in as %s' "$auth_user")$([ "$tls" = 0 ] || printf ', SSL_CERT_FILE=%s' "$tls_ca"))"
 # In the background so that a signal to this script runs the cleanup at once (wait is interrupted;
-# a foreground child would delay the trap until the suite ends).
-(cd "$out" && exec "$bin" ${suite_args[@]+"${suite_args[@]}"}) </dev/null &
+# a foreground child would delay the trap until the suite ends). Go reads SSL_CERT_FILE for the
+# certificates it trusts; it is set for the suite only, so that marina's own HTTPS clients (to S3)
+# keep the system's.
+(
+  cd "$out"
+  if [ "$tls" = 1 ]; then export SSL_CERT_FILE=$tls_ca; fi
+  exec "$bin" ${suite_args[@]+"${suite_args[@]}"}
+) </dev/null &
 suite_pid=$!
 set +e
 wait "$suite_pid"

@@ -7,6 +7,9 @@
 # registry to prove it is the marina that conformance.sh started (GET /v2/, a small push and pull, an
 # anonymous mount to compare with OCI_AUTOMATIC_CROSSMOUNT), then writes junit.xml and report.html
 # into OCI_REPORT_DIR and exits 0 if every check passed, 1 otherwise.
+# With an https OCI_ROOT_URL (--tls) it trusts only SSL_CERT_FILE, as Go's crypto/x509 would; with
+# OCI_USERNAME set (--auth) it checks that anonymous clients are asked to sign in, gets a token from
+# the challenge's realm with OCI_USERNAME / OCI_PASSWORD, and sends it with every request.
 #
 # Test switches (environment):
 #   STANDIN_FAIL=1       add a failing test case and exit 1 (checks exit-status propagation)
@@ -35,12 +38,21 @@ trap 'exit 143' TERM
 
 # ------------------------------------------------------------------------------ environment
 root=${OCI_ROOT_URL:-}
-check env.OCI_ROOT_URL "OCI_ROOT_URL='$root' is not http://127.0.0.1:PORT" \
-  eval '[[ "$root" =~ ^http://127\.0\.0\.1:[0-9]+$ ]]'
+check env.OCI_ROOT_URL "OCI_ROOT_URL='$root' is not http(s)://127.0.0.1:PORT" \
+  eval '[[ "$root" =~ ^https?://127\.0\.0\.1:[0-9]+$ ]]'
 port=${root##*:}
 check env.OCI_REGISTRY "OCI_REGISTRY='${OCI_REGISTRY:-}' does not match OCI_ROOT_URL" \
   test "${OCI_REGISTRY:-}" = "127.0.0.1:$port"
-check env.OCI_TLS "OCI_TLS='${OCI_TLS:-}' is not 'disabled'" test "${OCI_TLS:-}" = disabled
+curl_tls=()
+if [[ "$root" == https://* ]]; then
+  check env.OCI_TLS "OCI_TLS='${OCI_TLS:-}' is not 'enabled' for an https OCI_ROOT_URL" test "${OCI_TLS:-}" = enabled
+  check env.SSL_CERT_FILE "SSL_CERT_FILE='${SSL_CERT_FILE:-}' is not a CA certificate file" \
+    eval '[ -f "${SSL_CERT_FILE:-}" ] && grep -q "BEGIN CERTIFICATE" "$SSL_CERT_FILE"'
+  # HTTP/1.1, as the legacy suite's Go client speaks it to marina (curl would pick HTTP/2 by ALPN).
+  curl_tls=(--http1.1 --cacert "${SSL_CERT_FILE:-/nonexistent}")
+else
+  check env.OCI_TLS "OCI_TLS='${OCI_TLS:-}' is not 'disabled'" test "${OCI_TLS:-}" = disabled
+fi
 
 check env.OCI_NAMESPACE "OCI_NAMESPACE='${OCI_NAMESPACE:-}' is not a valid repository name" valid_name "${OCI_NAMESPACE:-}"
 check env.OCI_CROSSMOUNT_NAMESPACE "OCI_CROSSMOUNT_NAMESPACE='${OCI_CROSSMOUNT_NAMESPACE:-}' is not a valid repository name, or equals OCI_NAMESPACE" \
@@ -79,13 +91,33 @@ R=$root
 ns=${OCI_NAMESPACE:-conformance/none}
 xns=${OCI_CROSSMOUNT_NAMESPACE:-conformance/none2}
 
+auth_header=()  # set once signed in
 req() { # req METHOD URL [curl args...] -> sets $status, headers in $tmp/h, body in $tmp/b
   local method=$1 url=$2
   shift 2
-  status=$(curl --noproxy '*' -s -X "$method" -D "$tmp/h" -o "$tmp/b" -w '%{http_code}' --max-time 10 "$@" "$url" 2>/dev/null) || status=000
+  status=$(curl --noproxy '*' -s ${curl_tls[@]+"${curl_tls[@]}"} ${auth_header[@]+"${auth_header[@]}"} \
+    -X "$method" -D "$tmp/h" -o "$tmp/b" -w '%{http_code}' --max-time 10 "$@" "$url" 2>/dev/null) || status=000
 }
 header() { grep -i "^$1:" "$tmp/h" | head -n1 | cut -d: -f2- | tr -d '\r' | sed 's/^ *//'; }
 digest_of() { printf 'sha256:%s' "$(sha256sum "$1" | cut -d' ' -f1)"; }
+
+if [ -n "${OCI_USERNAME:-}" ]; then
+  check env.OCI_PASSWORD "OCI_USERNAME is set but OCI_PASSWORD is empty" test -n "${OCI_PASSWORD:-}"
+  req GET "$R/v2/"
+  challenge=$(header WWW-Authenticate)
+  check auth.challenge "anonymous GET /v2/ answered $status with challenge '$challenge', not 401 Bearer with a realm under OCI_ROOT_URL" \
+    eval '[ "$status" = 401 ] && [[ "$challenge" == Bearer\ *realm=\"$R/* ]]'
+  realm=$(printf '%s' "$challenge" | sed -n 's/.*realm="\([^"]*\)".*/\1/p')
+  service=$(printf '%s' "$challenge" | sed -n 's/.*service="\([^"]*\)".*/\1/p')
+  req GET "${realm:-$R/auth/token}" -G --data-urlencode "service=$service" \
+    --data-urlencode "scope=repository:${OCI_NAMESPACE:-x}:pull,push" \
+    --data-urlencode "scope=repository:${OCI_CROSSMOUNT_NAMESPACE:-x}:pull,push" \
+    -u "${OCI_USERNAME}:${OCI_PASSWORD:-}"
+  token=$(tr -d '\n' <"$tmp/b" | sed -n 's/.*"token" *: *"\([^"]*\)".*/\1/p')
+  check auth.token "the token service at '$realm' answered $status and no token for OCI_USERNAME / OCI_PASSWORD" \
+    eval '[ "$status" = 200 ] && [ -n "$token" ]'
+  auth_header=(-H "Authorization: Bearer $token")
+fi
 
 req GET "$R/v2/"
 check registry.ping "GET /v2/ answered $status, not 200" test "$status" = 200

@@ -56,7 +56,7 @@ run() {
 show() { sed 's/^/#   /' "$tmp/$1.out" "$tmp/$1.err" | tail -n 25; }
 
 # marina's pid and port, as announced by conformance.sh
-started() { sed -n 's/.*marina pid \([0-9]*\) listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1 \2/p' "$tmp/$1.err" | tail -n1; }
+started() { sed -n 's/.*marina pid \([0-9]*\) listening on https\{0,1\}:\/\/127\.0\.0\.1:\([0-9]*\).*/\1 \2/p' "$tmp/$1.err" | tail -n1; }
 marina_gone() { # NAME: the marina that run NAME started is no longer running and its port is closed
   local pid port
   read -r pid port <<<"$(started "$1")"
@@ -127,6 +127,40 @@ expect "--bin without a value exits 2" test "$rc" = 2
 run help -- --help
 expect "--help exits 0 and prints usage" eval '[ "$rc" = 0 ] && grep -q "^Usage:" "$tmp/help.out"'
 expect "--help documents --replicas" grep -q -- '--replicas N' "$tmp/help.out"
+expect "--help documents --auth and --tls" eval 'grep -q -- "^  --auth " "$tmp/help.out" && grep -q -- "^  --tls " "$tmp/help.out"'
+
+# --auth and --tls: the stand-in checks what the suite gets (OCI_USERNAME / OCI_PASSWORD that a
+# token from the challenge's realm accepts; an https OCI_ROOT_URL, OCI_TLS=enabled and an
+# SSL_CERT_FILE that verifies marina's certificate) by talking to marina with it.
+run auth -- --bin "$standin" --out "$tmp/results-auth" --auth
+if [ "$rc" = 0 ]; then ok "--auth run exits 0"; else not_ok "--auth run exits 0 (got $rc)"; show auth; fi
+expect "--auth: the stand-in signed in with OCI_USERNAME / OCI_PASSWORD and pushed with the token" \
+  eval 'grep -q "^standin: ok   auth.token$" "$tmp/auth.out" && grep -q "^standin: ok   push.manifest$" "$tmp/auth.out" && ! grep -q "^standin: FAIL" "$tmp/auth.out"'
+expect "--auth: marina asked anonymous clients to sign in (401 with a Bearer realm)" grep -q "^standin: ok   auth.challenge$" "$tmp/auth.out"
+expect "--auth: automatic crossmount turned off, and said so" \
+  eval 'grep -q "automatic crossmount off" "$tmp/auth.err" && grep -q "^standin: ok   registry.automatic_crossmount$" "$tmp/auth.out"'
+expect "marina was stopped after an --auth run" marina_gone auth
+
+run tls -- --bin "$standin" --out "$tmp/results-tls" --tls
+if [ "$rc" = 0 ]; then ok "--tls run exits 0"; else not_ok "--tls run exits 0 (got $rc)"; show tls; fi
+expect "--tls: https OCI_ROOT_URL, OCI_TLS=enabled and an SSL_CERT_FILE the stand-in verified marina with" \
+  eval 'grep -q "listening on https://127\.0\.0\.1:" "$tmp/tls.err" && grep -q "^standin: ok   env.SSL_CERT_FILE$" "$tmp/tls.out" && grep -q "^standin: ok   pull.blob$" "$tmp/tls.out" && ! grep -q "^standin: FAIL" "$tmp/tls.out"'
+expect "marina was stopped after a --tls run" marina_gone tls
+
+run authtls -- --bin "$standin" --out "$tmp/results-authtls" --auth --tls
+if [ "$rc" = 0 ] && grep -q "^standin: ok   auth.token$" "$tmp/authtls.out"; then
+  ok "--auth --tls run exits 0, signed in over https"
+else
+  not_ok "--auth --tls run exits 0, signed in over https (got $rc)"; show authtls
+fi
+
+# An nginx without its ssl module cannot serve --tls --replicas: refused before anything starts.
+mkdir -p "$tmp/fake-nginx"
+printf '#!/bin/sh\necho "nginx version: nginx/0.0 (fake)" >&2\necho "configure arguments: --with-http_v2_module" >&2\nexit 0\n' >"$tmp/fake-nginx/nginx"
+chmod +x "$tmp/fake-nginx/nginx"
+run tlsnossl NGINX_BIN=$tmp/fake-nginx/nginx -- --bin "$standin" --out "$tmp/results-tlsnossl" --storage s3 --replicas 2 --tls
+expect "--tls --replicas with an nginx lacking ssl: exit 3 naming the ssl module, before anything starts" \
+  eval '[ "$rc" = 3 ] && grep -q "ssl module" "$tmp/tlsnossl.err" && ! grep -q "marina pid" "$tmp/tlsnossl.err"'
 
 # --replicas: only its checks before anything starts are tested here. A run behind the proxy needs
 # real S3 storage (the replicas share state only through the bucket), which this test does not have.
@@ -172,7 +206,7 @@ if [ "$rc" = 0 ]; then ok "completes with an open, silent stdin (never reads it)
 STANDIN_SLEEP=60 "$script" --bin "$standin" --out "$tmp/results-term" \
   </dev/null >"$tmp/term.out" 2>"$tmp/term.err" &
 term_pid=$!
-for _ in $(seq 1 150); do grep -q 'standin: sleeping' "$tmp/term.err" && break; sleep 0.1; done
+for _ in $(seq 1 150); do grep -q 'standin: sleeping' "$tmp/term.err" 2>/dev/null && break; sleep 0.1; done
 t0=$(date +%s)
 kill -TERM "$term_pid"
 for _ in $(seq 1 200); do kill -0 "$term_pid" 2>/dev/null || break; sleep 0.1; done
@@ -197,7 +231,7 @@ fi
 after_5000=$(listeners_5000)
 expect "port 5000 untouched (before: '${before_5000}', after: '${after_5000}')" test "$before_5000" = "$after_5000"
 used_5000=0
-for f in "$tmp"/*.err; do grep -q 'listening on http://127.0.0.1:5000 ' "$f" && used_5000=1; done
+for f in "$tmp"/*.err; do grep -qE 'listening on https?://127\.0\.0\.1:5000 ' "$f" && used_5000=1; done
 expect "no run used port 5000" test "$used_5000" = 0
 
 left=()
