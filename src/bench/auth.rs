@@ -125,7 +125,9 @@ impl SignIn {
         if !answer.status().is_success() {
             bail!("the token service answered {} for {scope}", answer.status());
         }
-        let body: serde_json::Value = answer.json().await.context("reading the token")?;
+        let body = answer.bytes().await.context("reading the token")?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&body).context("the token answer is not JSON")?;
         let token = body["token"]
             .as_str()
             .or_else(|| body["access_token"].as_str())
