@@ -16,6 +16,9 @@ bash scripts/setup.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "cargo build --release (the binary alone, as cargo run --release builds it)"
+cargo build --release --locked --bin marina
+
 step "cargo clippy"
 cargo clippy --release --workspace --all-targets --locked -- -D warnings
 
