@@ -6,14 +6,26 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use marina_auth::{Htpasswd, TokenIssuer};
+use marina_auth::{Htpasswd, TokenIssuer, TokenVerifier, keys_from_certificates, keys_from_jwks};
 use marina_http::{Auth, Policy};
 
-use crate::config::{AuthConfig, KeySource, RELOAD_EVERY, read_rules};
+use crate::config::{AuthConfig, KeySource, RELOAD_EVERY, TrustedKeys, read_rules};
 
 /// The auth a server starts with; a bad file or key stops start-up, naming it.
 pub(crate) fn open(config: &AuthConfig) -> anyhow::Result<Arc<Auth>> {
     let policy = policy(config).map_err(anyhow::Error::msg)?;
+    if let Some(external) = &config.external {
+        let keys = match &external.keys {
+            TrustedKeys::Certificates(path) => read_keys(path, keys_from_certificates)?,
+            TrustedKeys::Jwks(path) => read_keys(path, keys_from_jwks)?,
+        };
+        let verifier = TokenVerifier::new(keys, &external.issuer, &external.service);
+        return Ok(Arc::new(Auth::external(
+            policy,
+            verifier,
+            config.settings.clone(),
+        )));
+    }
     let issuer = match &config.token {
         None => None,
         Some(token) => {
@@ -26,13 +38,26 @@ pub(crate) fn open(config: &AuthConfig) -> anyhow::Result<Arc<Auth>> {
     Ok(Arc::new(Auth::new(policy, issuer, config.settings.clone())))
 }
 
+/// An external issuer's trusted keys from `path`.
+fn read_keys<T>(
+    path: &Path,
+    parse: fn(&str) -> Result<T, marina_auth::TokenError>,
+) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token issuer's keys {}", path.display()))?;
+    parse(&text).with_context(|| format!("the token issuer's keys {}", path.display()))
+}
+
 /// The users and rules as the files say now.
 fn policy(config: &AuthConfig) -> Result<Policy, String> {
-    let path = &config.htpasswd;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the htpasswd file {}: {e}", path.display()))?;
-    let users =
-        Htpasswd::parse(&text).map_err(|e| format!("htpasswd file {}, {e}", path.display()))?;
+    let users = match &config.htpasswd {
+        None => Htpasswd::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the htpasswd file {}: {e}", path.display()))?;
+            Htpasswd::parse(&text).map_err(|e| format!("htpasswd file {}, {e}", path.display()))?
+        }
+    };
     let acl = read_rules(config.rules_file.as_deref())?;
     Ok(Policy { users, acl })
 }
@@ -101,7 +126,7 @@ pub(crate) async fn keep_current(auth: Arc<Auth>, config: AuthConfig) {
         match policy(&config) {
             Ok(policy) => {
                 auth.replace(policy);
-                tracing::info!(htpasswd = %config.htpasswd.display(), "read the users and access rules again");
+                tracing::info!("read the users and access rules again");
             }
             Err(e) => {
                 tracing::error!(error = %e, "the users and rules were not reloaded; the old ones stay in force")
@@ -114,7 +139,7 @@ pub(crate) async fn keep_current(auth: Arc<Auth>, config: AuthConfig) {
 fn stamps(config: &AuthConfig) -> [Option<SystemTime>; 2] {
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     [
-        modified(&config.htpasswd),
+        config.htpasswd.as_deref().and_then(modified),
         config.rules_file.as_deref().and_then(modified),
     ]
 }

@@ -10,11 +10,13 @@ use marina_auth::{AccessRule, Acl};
 use super::sources::Sources;
 use super::{ConfigError, StorageConfig, names, parse};
 
-/// Auth as configured: on when an htpasswd file is set.
+/// Auth as configured: on when an htpasswd file or an external token realm is set.
 #[derive(Debug, Clone)]
 pub(crate) struct AuthConfig {
-    /// The htpasswd file, re-read when it changes.
-    pub(crate) htpasswd: PathBuf,
+    /// The htpasswd file, re-read when it changes (none: nobody signs in with a password).
+    pub(crate) htpasswd: Option<PathBuf>,
+    /// Tokens of another issuer, instead of marina's own.
+    pub(crate) external: Option<ExternalTokens>,
     /// The configuration file the rules come from, re-read with the htpasswd file.
     pub(crate) rules_file: Option<PathBuf>,
     /// The token service, unless `auth.token.enabled = false` (Basic only).
@@ -31,6 +33,22 @@ pub(crate) struct TokenConfig {
     pub(crate) key: KeySource,
 }
 
+/// An external token issuer: where clients get tokens, and how marina checks them.
+#[derive(Debug, Clone)]
+pub(crate) struct ExternalTokens {
+    pub(crate) service: String,
+    pub(crate) issuer: String,
+    /// A PEM bundle of the issuer's certificates, or a JWKS file.
+    pub(crate) keys: TrustedKeys,
+}
+
+/// The files an external issuer's keys are in.
+#[derive(Debug, Clone)]
+pub(crate) enum TrustedKeys {
+    Certificates(PathBuf),
+    Jwks(PathBuf),
+}
+
 /// Where the token key comes from.
 #[derive(Debug, Clone)]
 pub(crate) enum KeySource {
@@ -45,19 +63,28 @@ pub(super) fn resolve(
     s: &Sources<'_>,
     storage: &StorageConfig,
 ) -> Result<Option<AuthConfig>, ConfigError> {
-    let Some((htpasswd, _)) = s.optional(&names::AUTH_HTPASSWD, "a file path", |v| {
-        (!v.is_empty()).then(|| PathBuf::from(v))
-    })?
-    else {
+    let file = |v: &str| (!v.is_empty()).then(|| PathBuf::from(v));
+    let htpasswd = s
+        .optional(&names::AUTH_HTPASSWD, "a file path", file)?
+        .map(|(p, _)| p);
+    let realm = s.optional(
+        &names::AUTH_TOKEN_REALM,
+        "an http:// or https:// URL",
+        |v| (v.starts_with("http://") || v.starts_with("https://")).then(|| v.to_owned()),
+    )?;
+    if htpasswd.is_none() && realm.is_none() {
         return Ok(None);
-    };
+    }
+    let external = realm.as_ref().map(|_| external(s)).transpose()?;
     let enabled = s.get(
         &names::AUTH_TOKEN_ENABLED,
         "true",
         "true or false",
         parse::boolean,
     )?;
-    let token = enabled.then(|| token(s, storage)).transpose()?;
+    let token = (enabled && external.is_none())
+        .then(|| token(s, storage))
+        .transpose()?;
     let settings = marina_http::AuthSettings {
         token_lifetime: s.get(
             &names::AUTH_TOKEN_EXPIRY,
@@ -65,7 +92,7 @@ pub(super) fn resolve(
             "a duration such as 5m",
             parse::duration,
         )?,
-        realm: None,
+        realm: realm.map(|(r, _)| r),
         throttle_per_user: s.get(
             &names::AUTH_THROTTLE_USER,
             "5",
@@ -81,12 +108,41 @@ pub(super) fn resolve(
     };
     let config = AuthConfig {
         htpasswd,
+        external,
         rules_file: s.file_path().map(Path::to_path_buf),
         token,
         settings,
     };
     read_rules(config.rules_file.as_deref()).map_err(ConfigError)?;
     Ok(Some(config))
+}
+
+/// The external issuer's settings: its keys, its name, and the service (audience) tokens name.
+fn external(s: &Sources<'_>) -> Result<ExternalTokens, ConfigError> {
+    let file = |v: &str| (!v.is_empty()).then(|| PathBuf::from(v));
+    let bundle = s.optional(&names::AUTH_TOKEN_ROOTCERTBUNDLE, "a file path", file)?;
+    let jwks = s.optional(&names::AUTH_TOKEN_JWKS, "a file path", file)?;
+    let keys = match (bundle, jwks) {
+        (Some((path, _)), None) => TrustedKeys::Certificates(path),
+        (None, Some((path, _))) => TrustedKeys::Jwks(path),
+        _ => {
+            return Err(ConfigError(
+                "auth.token.realm names another token issuer: set exactly one of \
+                 auth.token.rootcertbundle (its certificates, PEM) or auth.token.jwks (its JWKS)"
+                    .to_owned(),
+            ));
+        }
+    };
+    let text = |names, default: &str| {
+        s.get(names, default, "a name", |v| {
+            (!v.is_empty()).then(|| v.to_owned())
+        })
+    };
+    Ok(ExternalTokens {
+        service: text(&names::AUTH_TOKEN_SERVICE, "marina")?,
+        issuer: text(&names::AUTH_TOKEN_ISSUER, "marina")?,
+        keys,
+    })
 }
 
 fn count(v: &str) -> Option<usize> {

@@ -15,7 +15,7 @@ use clap::ArgMatches;
 use tracing_subscriber::EnvFilter;
 
 use crate::logging::LogConfig;
-pub(crate) use auth::{AuthConfig, KeySource, RELOAD_EVERY, read_rules};
+pub(crate) use auth::{AuthConfig, KeySource, RELOAD_EVERY, TrustedKeys, read_rules};
 use sources::Sources;
 pub(crate) use storage::StorageConfig;
 

@@ -154,6 +154,9 @@ pub(super) const AUTH_TOKEN_SERVICE: Names = file_only("auth.token.service");
 pub(super) const AUTH_TOKEN_ISSUER: Names = file_only("auth.token.issuer");
 pub(super) const AUTH_TOKEN_EXPIRY: Names = file_only("auth.token.expiry");
 pub(super) const AUTH_TOKEN_KEY: Names = file_only("auth.token.key");
+pub(super) const AUTH_TOKEN_REALM: Names = file_only("auth.token.realm");
+pub(super) const AUTH_TOKEN_ROOTCERTBUNDLE: Names = file_only("auth.token.rootcertbundle");
+pub(super) const AUTH_TOKEN_JWKS: Names = file_only("auth.token.jwks");
 pub(super) const AUTH_THROTTLE_USER: Names = file_only("auth.throttle.per_user");
 pub(super) const AUTH_THROTTLE_ADDRESS: Names = file_only("auth.throttle.per_address");
 pub(super) const AUTH_GROUPS: Names = file_only("auth.groups");
@@ -172,7 +175,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 34] = [
+pub(super) const ALL: [&Names; 37] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -201,6 +204,9 @@ pub(super) const ALL: [&Names; 34] = [
     &AUTH_TOKEN_ISSUER,
     &AUTH_TOKEN_EXPIRY,
     &AUTH_TOKEN_KEY,
+    &AUTH_TOKEN_REALM,
+    &AUTH_TOKEN_ROOTCERTBUNDLE,
+    &AUTH_TOKEN_JWKS,
     &AUTH_THROTTLE_USER,
     &AUTH_THROTTLE_ADDRESS,
     &AUTH_GROUPS,

@@ -589,7 +589,7 @@ podman_repush() {
     "$dst_repo" "$WORK/pm-pushed.json" "$L"
   # containers/image mounts blobs it knows from another repository of the same registry:
   # POST /v2/e2e/podman/blobs/uploads/?mount=...&from=e2e/skopeo, answered 201 Created.
-  mounts=$(log_count 'method=POST route="/v2/<name>/blobs/uploads/" status=201' "$from")
+  mounts=$(log_count 'method=POST route="/v2/<name>/blobs/uploads/" user="[^"]*" status=201' "$from")
   nlayers=$(jq '.layers | length' "$manifest")
   if [ "$mounts" -ge "$nlayers" ]; then
     ok "podman: cross-repository mount used for the layers ($mounts POST .../blobs/uploads/ answered 201, $nlayers layers)"

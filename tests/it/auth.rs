@@ -3,6 +3,7 @@
 //! expected status follows from the rules, never written by hand.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use marina_auth::{AccessRule, Acl, Action, Htpasswd, TokenIssuer};
@@ -714,4 +715,142 @@ async fn a_mount_challenge_asks_for_the_source_too_and_its_token_mounts() {
         .request(Method::POST, &path)
         .header("Authorization", bearer);
     assert_eq!(mounted.send().await.unwrap().status(), StatusCode::CREATED);
+}
+
+/// An external issuer (Distribution's model): marina issues no tokens, sends clients to the
+/// issuer's realm, checks tokens against the issuer's certificates or JWKS, and lets their
+/// `access` claim decide.
+#[tokio::test]
+async fn another_issuers_tokens_are_trusted_by_its_certificates_or_its_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "raw.key",
+    ]);
+    run(&[
+        "pkcs8", "-topk8", "-nocrypt", "-in", "raw.key", "-out", "key.pem",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-key",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=issuer",
+    ]);
+    let key = std::fs::read_to_string(dir.path().join("key.pem")).unwrap();
+    let issuer = TokenIssuer::from_pem(&key, "other-issuer", SERVICE).unwrap();
+    let certificates = std::fs::read_to_string(dir.path().join("cert.pem")).unwrap();
+    let bundles = [
+        (
+            "certificates",
+            marina_auth::keys_from_certificates(&certificates).unwrap(),
+        ),
+        (
+            "jwks",
+            marina_auth::keys_from_jwks(&issuer.jwks().to_string()).unwrap(),
+        ),
+    ];
+    for (label, keys) in bundles {
+        let verifier = marina_auth::TokenVerifier::new(keys, "other-issuer", SERVICE);
+        let settings = AuthSettings {
+            realm: Some("https://issuer.invalid/token".into()),
+            ..AuthSettings::default()
+        };
+        let auth = Arc::new(Auth::external(Policy::default(), verifier, settings));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(marina_store::filesystem::FileStore::open(dir.path()).unwrap());
+        let options = marina_http::Options {
+            auth: Some(auth),
+            ..Default::default()
+        };
+        let s = Server::serve_with(store, marina_registry::Config::default(), dir, options).await;
+        let challenge = s.get("/v2/").await;
+        assert_eq!(
+            header(&challenge, "WWW-Authenticate"),
+            format!("Bearer realm=\"https://issuer.invalid/token\",service=\"{SERVICE}\""),
+            "{label}"
+        );
+        let grant = marina_auth::Granted {
+            kind: "repository".into(),
+            name: "team/x".into(),
+            actions: vec!["pull".into()],
+        };
+        let (token, _) = issuer
+            .issue("carol", vec![grant], Duration::from_secs(60), false)
+            .unwrap();
+        let with = |method: Method, path: &str| {
+            s.request(method, path)
+                .header("Authorization", bearer(&token))
+                .send()
+        };
+        assert_eq!(
+            with(Method::GET, "/v2/team/x/tags/list")
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::NOT_FOUND,
+            "{label}: pull granted, the repository is empty"
+        );
+        let push = with(Method::POST, "/v2/team/x/blobs/uploads/")
+            .await
+            .unwrap();
+        assert_eq!(push.status(), StatusCode::UNAUTHORIZED, "{label}");
+        assert!(
+            header(&push, "WWW-Authenticate").contains("insufficient_scope"),
+            "{label}"
+        );
+        let elsewhere = with(Method::GET, "/v2/team/y/tags/list").await.unwrap();
+        assert_eq!(
+            elsewhere.status(),
+            StatusCode::UNAUTHORIZED,
+            "{label}: the claim decides, not rules"
+        );
+        let forged = TokenIssuer::from_pem(
+            &TokenIssuer::generate_pem().unwrap(),
+            "other-issuer",
+            SERVICE,
+        )
+        .unwrap();
+        let grant = marina_auth::Granted {
+            kind: "repository".into(),
+            name: "team/x".into(),
+            actions: vec!["pull".into()],
+        };
+        let (forged, _) = forged
+            .issue("carol", vec![grant], Duration::from_secs(60), false)
+            .unwrap();
+        let refused = s
+            .request(Method::GET, "/v2/team/x/tags/list")
+            .header("Authorization", bearer(&forged));
+        assert_eq!(
+            refused.send().await.unwrap().status(),
+            StatusCode::UNAUTHORIZED,
+            "{label}: another key"
+        );
+        assert_eq!(
+            s.get("/auth/token").await.status(),
+            StatusCode::NOT_FOUND,
+            "{label}: no tokens issued here"
+        );
+    }
 }

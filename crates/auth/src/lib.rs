@@ -10,7 +10,10 @@ pub mod token;
 pub use acl::{Access, AccessRule, Acl, Action, RuleError};
 pub use htpasswd::{Htpasswd, HtpasswdError};
 pub use throttle::Throttle;
-pub use token::{Claims, Granted, Scope, TokenError, TokenIssuer, TokenVerifier};
+pub use token::{
+    Claims, Granted, Scope, TokenError, TokenIssuer, TokenVerifier, keys_from_certificates,
+    keys_from_jwks,
+};
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

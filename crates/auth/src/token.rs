@@ -122,6 +122,7 @@ pub struct TokenIssuer {
     issuer: String,
     service: String,
     verifier: TokenVerifier,
+    public_jwk: serde_json::Value,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -153,6 +154,7 @@ impl TokenIssuer {
             _ => EncodingKey::from_rsa_der(&rsa_pkcs1(&der)?),
         };
         let kid = key_id(&public.1);
+        let public_jwk = jwk(algorithm, &public.1, &kid);
         let verifier = TokenVerifier::new(vec![(algorithm, public.0)], issuer, service);
         Ok(Self {
             key,
@@ -161,6 +163,7 @@ impl TokenIssuer {
             issuer: issuer.to_owned(),
             service: service.to_owned(),
             verifier,
+            public_jwk,
         })
     }
 
@@ -174,6 +177,12 @@ impl TokenIssuer {
         let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|e| TokenError::Key(e.to_string()))?;
         Ok(to_pem("PRIVATE KEY", der.as_ref()))
+    }
+
+    /// This issuer's public key as a JWKS document, for a registry that trusts it.
+    #[must_use]
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.public_jwk.clone()] })
     }
 
     /// The service tokens are for (their audience).
@@ -258,6 +267,12 @@ impl TokenVerifier {
         }
     }
 
+    /// The audience tokens must name (the registry's service).
+    #[must_use]
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
     /// The claims of a valid token: signed by a trusted key with that key's algorithm, from
     /// the issuer, for the audience, within its lifetime.
     ///
@@ -307,6 +322,68 @@ impl TokenVerifier {
         }
         Err(last)
     }
+}
+
+/// The keys of an external token issuer, from a PEM bundle of its certificates (EC P-256 for
+/// ES256, RSA for RS256), as Distribution's `rootcertbundle` holds them.
+///
+/// # Errors
+/// [`TokenError::Key`] naming the certificate that is neither, or an empty bundle.
+pub fn keys_from_certificates(pem: &str) -> Result<Vec<(Algorithm, DecodingKey)>, TokenError> {
+    install_crypto();
+    let mut keys = Vec::new();
+    let mut block = String::new();
+    for line in pem.lines() {
+        block.push_str(line);
+        block.push('\n');
+        if line.starts_with("-----END") {
+            let bytes = std::mem::take(&mut block).into_bytes();
+            let key = match DecodingKey::from_ec_pem(&bytes) {
+                Ok(key) => (Algorithm::ES256, key),
+                Err(_) => DecodingKey::from_rsa_pem(&bytes)
+                    .map(|key| (Algorithm::RS256, key))
+                    .map_err(|e| TokenError::Key(format!("certificate {}: {e}", keys.len() + 1)))?,
+            };
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        return Err(TokenError::Key("the bundle holds no certificate".into()));
+    }
+    Ok(keys)
+}
+
+/// The keys of an external token issuer, from a JWKS document.
+///
+/// # Errors
+/// [`TokenError::Key`] when it is not a JWKS of EC P-256 or RSA keys.
+pub fn keys_from_jwks(json: &str) -> Result<Vec<(Algorithm, DecodingKey)>, TokenError> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+    install_crypto();
+    let set: JwkSet =
+        serde_json::from_str(json).map_err(|e| TokenError::Key(format!("JWKS: {e}")))?;
+    let keys = set
+        .keys
+        .iter()
+        .map(|jwk| {
+            let algorithm = match &jwk.algorithm {
+                AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                _ => {
+                    return Err(TokenError::Key(
+                        "JWKS: only EC P-256 and RSA keys are used".into(),
+                    ));
+                }
+            };
+            let key =
+                DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Key(format!("JWKS: {e}")))?;
+            Ok((algorithm, key))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(TokenError::Key("the JWKS holds no key".into()));
+    }
+    Ok(keys)
 }
 
 /// Seconds since the Unix epoch.
@@ -428,6 +505,28 @@ impl<'a> Der<'a> {
     }
 }
 
+/// The public key as a JWK: an uncompressed P-256 point, or an RSA public key (PKCS#1 DER).
+fn jwk(algorithm: Algorithm, public: &[u8], kid: &str) -> serde_json::Value {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    if algorithm == Algorithm::ES256 {
+        let (x, y) = public[1..].split_at(32);
+        return serde_json::json!({ "kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y), "kid": kid, "alg": "ES256", "use": "sig" });
+    }
+    let mut der = Der(public);
+    let (n, e) = match der.element(0x30) {
+        Ok(sequence) => {
+            let mut inner = Der(sequence);
+            (
+                inner.element(0x02).unwrap_or_default(),
+                inner.element(0x02).unwrap_or_default(),
+            )
+        }
+        Err(_) => (&[][..], &[][..]),
+    };
+    let n = n.strip_prefix(&[0]).unwrap_or(n);
+    serde_json::json!({ "kty": "RSA", "n": b64(n), "e": b64(e), "kid": kid, "alg": "RS256", "use": "sig" })
+}
+
 /// A key id from the public key: the first 16 bytes of its SHA-256, in hex.
 fn key_id(public: &[u8]) -> String {
     use sha2::{Digest as _, Sha256};
@@ -536,6 +635,23 @@ mod tests {
 
     fn issuer_for(iss: &str, service: &str) -> TokenIssuer {
         TokenIssuer::from_pem(&TokenIssuer::generate_pem().unwrap(), iss, service).unwrap()
+    }
+
+    #[test]
+    fn a_registry_trusting_an_issuers_jwks_accepts_its_tokens_only() {
+        let issuer = issuer();
+        let trusted = keys_from_jwks(&issuer.jwks().to_string()).unwrap();
+        let verifier = TokenVerifier::new(trusted, "marina", "registry");
+        let (token, _) = issuer
+            .issue("alice", pull("a"), Duration::from_secs(60), false)
+            .unwrap();
+        assert_eq!(verifier.verify(&token).unwrap().sub, "alice");
+        let (other, _) = super::tests::issuer()
+            .issue("alice", pull("a"), Duration::from_secs(60), false)
+            .unwrap();
+        assert!(verifier.verify(&other).is_err());
+        assert!(keys_from_jwks(r#"{"keys":[]}"#).is_err());
+        assert!(keys_from_certificates("no pem here").is_err());
     }
 
     #[test]

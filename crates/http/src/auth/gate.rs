@@ -57,9 +57,8 @@ pub(crate) async fn authenticate(
         };
     }
     if scheme.eq_ignore_ascii_case("bearer") {
-        let issuer = auth.issuer.as_ref().ok_or_else(challenge)?;
-        let claims = issuer
-            .verifier()
+        let verifier = auth.verifier().ok_or_else(challenge)?;
+        let claims = verifier
             .verify(credentials.trim())
             .map_err(|e| challenge().with_message(&format!("the token was refused: {e}")))?;
         if claims.use_.is_some() {
@@ -108,7 +107,8 @@ pub(crate) fn authorize(
         .may(&caller.identity, repository.as_str(), action);
     match (&caller.identity, &caller.granted) {
         (Identity::Anonymous, _) => Err(challenge(auth, request, endpoint, None)),
-        (Identity::User(_), Some(_)) if rules_allow => Err(challenge(
+        // Another issuer's token decides alone: a missing scope may be its to grant.
+        (Identity::User(_), Some(_)) if rules_allow || auth.external.is_some() => Err(challenge(
             auth,
             request,
             endpoint,
@@ -130,7 +130,7 @@ pub(super) fn allows(auth: &Auth, caller: &Caller, repository: &str, action: Act
 
 /// The 401 that tells a client how to sign in for this endpoint.
 fn challenge(auth: &Auth, request: &Parts, endpoint: &Endpoint, error: Option<&str>) -> ApiError {
-    let Some(issuer) = &auth.issuer else {
+    let Some(service) = auth.service() else {
         return ApiError::unauthorized("Basic realm=\"marina\"".to_owned());
     };
     let realm = auth
@@ -138,7 +138,7 @@ fn challenge(auth: &Auth, request: &Parts, endpoint: &Endpoint, error: Option<&s
         .realm
         .clone()
         .unwrap_or_else(|| default_realm(request));
-    let mut value = format!("Bearer realm=\"{realm}\",service=\"{}\"", issuer.service());
+    let mut value = format!("Bearer realm=\"{realm}\",service=\"{service}\"");
     if let Some(scope) = scope_of(endpoint) {
         value.push_str(&format!(",scope=\"{scope}\""));
     }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use marina_auth::{Acl, Granted, Htpasswd, Identity, Throttle, TokenIssuer};
+use marina_auth::{Acl, Granted, Htpasswd, Identity, Throttle, TokenIssuer, TokenVerifier};
 
 pub(crate) use gate::{Caller, authenticate, authorize};
 pub(crate) use token_endpoint::answer as token_endpoint;
@@ -54,6 +54,8 @@ pub struct Auth {
     policy: RwLock<Arc<Policy>>,
     /// Issues and verifies tokens; without it, clients sign in with Basic on every request.
     issuer: Option<TokenIssuer>,
+    /// Tokens of another issuer (its realm is in the settings): their `access` claim decides.
+    external: Option<TokenVerifier>,
     settings: AuthSettings,
     throttle: Throttle,
 }
@@ -66,8 +68,36 @@ impl Auth {
         Self {
             policy: RwLock::new(Arc::new(policy)),
             issuer,
+            external: None,
             settings,
             throttle,
+        }
+    }
+
+    /// Auth that issues no tokens but trusts another issuer's, verified by `verifier` (its keys,
+    /// issuer and audience); `settings.realm` sends clients to it.
+    #[must_use]
+    pub fn external(policy: Policy, verifier: TokenVerifier, settings: AuthSettings) -> Self {
+        Self {
+            external: Some(verifier),
+            ..Self::new(policy, None, settings)
+        }
+    }
+
+    /// The verifier of the tokens this server accepts, its own or another issuer's.
+    fn verifier(&self) -> Option<&TokenVerifier> {
+        self.issuer
+            .as_ref()
+            .map(TokenIssuer::verifier)
+            .or(self.external.as_ref())
+    }
+
+    /// The service tokens are for, when tokens are on.
+    fn service(&self) -> Option<&str> {
+        match (&self.issuer, &self.external) {
+            (Some(issuer), _) => Some(issuer.service()),
+            (None, Some(external)) => Some(external.audience()),
+            (None, None) => None,
         }
     }
 
