@@ -54,15 +54,6 @@ impl FromStr for Action {
     }
 }
 
-/// What one repository access needs: the repository and the action.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Access {
-    /// The repository name.
-    pub repository: String,
-    /// The action.
-    pub action: Action,
-}
-
 /// One `[[auth.access]]` rule as the configuration file writes it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -76,11 +76,6 @@ impl Htpasswd {
         self.hashes.contains_key(user)
     }
 
-    /// The users, for checking the access rules against.
-    pub fn users(&self) -> impl Iterator<Item = &str> {
-        self.hashes.keys().map(String::as_str)
-    }
-
     /// Whether `password` is `user`'s. Slow (bcrypt) unless it succeeded recently: call it off
     /// the async workers.
     #[must_use]

@@ -7,7 +7,7 @@ pub mod htpasswd;
 pub mod throttle;
 pub mod token;
 
-pub use acl::{Access, AccessRule, Acl, Action, RuleError};
+pub use acl::{AccessRule, Acl, Action, RuleError};
 pub use htpasswd::{Htpasswd, HtpasswdError};
 pub use throttle::Throttle;
 pub use token::{

@@ -32,6 +32,14 @@ pub struct Page {
     pub more: bool,
 }
 
+impl Page {
+    /// Where the next page starts (its `last`), while entries remain.
+    #[must_use]
+    pub fn next(&self) -> Option<&str> {
+        self.items.last().filter(|_| self.more).map(String::as_str)
+    }
+}
+
 /// The registry's behaviour switches.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -307,14 +307,14 @@ async fn promote_of_an_empty_upload_that_never_appended(store: &dyn Store) {
 async fn racing_appends_commit_the_counted_part(store: &dyn Store) {
     let mut x = Tracked::new(store, "stage/race/data");
     let mut y = Tracked::new(store, "stage/race/data");
-    x.append(0, input(&[b"XXXX"])).await.expect("append x");
-    y.append(0, input(&[b"YYYY"])).await.expect("append y");
+    x.append(0, input(&[b"ours"])).await.expect("append x");
+    y.append(0, input(&[b"them"])).await.expect("append y");
     if x.parts.is_empty() {
         return; // one file per staging object: its single writer takes turns under a lock
     }
     let dest = key("final/sha/ra/x");
     x.promote(4, &dest).await.expect("promote x");
-    assert_eq!(store.get(&dest).await.expect("get"), &b"XXXX"[..]);
+    assert_eq!(store.get(&dest).await.expect("get"), &b"ours"[..]);
     let late = y.promote(4, &key("final/sha/ra/y")).await;
     assert!(
         late.unwrap_err().is_not_found(),

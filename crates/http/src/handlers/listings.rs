@@ -19,11 +19,10 @@ pub(super) async fn tags(
 ) -> Result<Response, ApiError> {
     let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let page = registry.list_tags(name, last.as_deref(), n).await?;
-    let cursor = page.more.then(|| page.items.last().cloned()).flatten();
-    let body = serde_json::json!({ "name": name.as_str(), "tags": page.items });
+    let body = serde_json::json!({ "name": name.as_str(), "tags": &page.items });
     Ok(paged(
         body,
-        cursor.as_deref(),
+        page.next(),
         &format!("/v2/{name}/tags/list"),
         n,
     ))
@@ -39,14 +38,13 @@ pub(super) async fn catalog(
 ) -> Result<Response, ApiError> {
     let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let page = registry.catalog(last.as_deref(), n).await?;
-    let cursor = page.more.then(|| page.items.last().cloned()).flatten();
     let visible: Vec<&String> = page
         .items
         .iter()
         .filter(|name| door.may_pull(name))
         .collect();
     let body = serde_json::json!({ "repositories": visible });
-    Ok(paged(body, cursor.as_deref(), "/v2/_catalog", n))
+    Ok(paged(body, page.next(), "/v2/_catalog", n))
 }
 
 /// The default number of referrers a page reads, and its most.
