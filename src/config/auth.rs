@@ -10,7 +10,7 @@ use marina_auth::{AccessRule, Acl};
 use super::sources::Sources;
 use super::{ConfigError, StorageConfig, names, parse};
 
-/// Auth as configured: on when an htpasswd file or an external token realm is set.
+/// Auth as configured: on when an htpasswd file, an external token realm or a client CA is set.
 #[derive(Debug, Clone)]
 pub(crate) struct AuthConfig {
     /// The htpasswd file, re-read when it changes (none: nobody signs in with a password).
@@ -58,10 +58,12 @@ pub(crate) enum KeySource {
     Kept(PathBuf),
 }
 
-/// The auth settings, or `None` when auth is off.
+/// The auth settings, or `None` when auth is off; `client_ca` says whether client certificates
+/// sign users in.
 pub(super) fn resolve(
     s: &Sources<'_>,
     storage: &StorageConfig,
+    client_ca: bool,
 ) -> Result<Option<AuthConfig>, ConfigError> {
     let file = |v: &str| (!v.is_empty()).then(|| PathBuf::from(v));
     let htpasswd = s
@@ -72,7 +74,7 @@ pub(super) fn resolve(
         "an http:// or https:// URL",
         |v| (v.starts_with("http://") || v.starts_with("https://")).then(|| v.to_owned()),
     )?;
-    if htpasswd.is_none() && realm.is_none() {
+    if htpasswd.is_none() && realm.is_none() && !client_ca {
         return Ok(None);
     }
     let external = realm.as_ref().map(|_| external(s)).transpose()?;
@@ -82,7 +84,8 @@ pub(super) fn resolve(
         "true or false",
         parse::boolean,
     )?;
-    let token = (enabled && external.is_none())
+    // Without passwords there is nothing to exchange for a token: certificates sign in alone.
+    let token = (enabled && external.is_none() && htpasswd.is_some())
         .then(|| token(s, storage))
         .transpose()?;
     let settings = marina_http::AuthSettings {

@@ -94,6 +94,10 @@ pub(crate) struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "MARINA_TLS_KEY", value_name = "FILE")]
     tls_key: Option<String>,
+    /// PEM bundle of CAs whose client certificates sign clients in, their CN as the user
+    /// (mTLS); turns auth on [default: off].
+    #[arg(long, env = "MARINA_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<String>,
     /// htpasswd file (bcrypt, `htpasswd -B`); turns auth and the token service on [default: off].
     #[arg(long, env = "MARINA_AUTH_HTPASSWD", value_name = "FILE")]
     auth_htpasswd: Option<String>,
@@ -157,8 +161,9 @@ impl Settings {
             mount_without_from: s.get(&names::MOUNT, "false", "true or false", parse::boolean)?,
         };
         let limits = limits(&s)?;
-        let auth = auth::resolve(&s, &storage)?;
         let tls = tls(&s)?;
+        let client_ca = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        let auth = auth::resolve(&s, &storage, client_ca)?;
         let levels = "a level (error, warn, info, debug, trace) or filter directives";
         let filter = s.get(&names::LOG_LEVEL, "info", levels, |v| {
             EnvFilter::try_new(v).ok()
@@ -204,16 +209,24 @@ fn limits(s: &Sources<'_>) -> Result<marina_http::Limits, ConfigError> {
     })
 }
 
-/// The certificate and key to serve HTTPS with: both, or neither.
+/// The certificate and key to serve HTTPS with (both, or neither), and the client CA.
 fn tls(s: &Sources<'_>) -> Result<Option<marina_http::tls::TlsFiles>, ConfigError> {
     let path = |v: &str| (!v.is_empty()).then(|| std::path::PathBuf::from(v));
     let certificate = s.optional(&names::TLS_CERT, "a file path", path)?;
     let key = s.optional(&names::TLS_KEY, "a file path", path)?;
+    let client_ca = s.optional(&names::TLS_CLIENT_CA, "a file path", path)?;
     match (certificate, key) {
-        (Some((certificate, _)), Some((key, _))) => {
-            Ok(Some(marina_http::tls::TlsFiles { certificate, key }))
-        }
-        (None, None) => Ok(None),
+        (Some((certificate, _)), Some((key, _))) => Ok(Some(marina_http::tls::TlsFiles {
+            certificate,
+            key,
+            client_ca: client_ca.map(|(p, _)| p),
+        })),
+        (None, None) => match client_ca {
+            None => Ok(None),
+            Some((_, origin)) => Err(ConfigError(format!(
+                "{origin} is set, but client certificates need HTTPS: set --tls-cert and --tls-key"
+            ))),
+        },
         (Some((_, origin)), None) | (None, Some((_, origin))) => Err(ConfigError(format!(
             "{origin} is set but not its pair: HTTPS needs both --tls-cert and --tls-key"
         ))),

@@ -134,6 +134,12 @@ pub(super) const TLS_KEY: Names = Names {
     env: "MARINA_TLS_KEY",
     key: "tls.key",
 };
+pub(super) const TLS_CLIENT_CA: Names = Names {
+    id: "tls_client_ca",
+    flag: "--tls-client-ca",
+    env: "MARINA_TLS_CLIENT_CA",
+    key: "tls.client_ca",
+};
 pub(super) const AUTH_HTPASSWD: Names = Names {
     id: "auth_htpasswd",
     flag: "--auth-htpasswd",
@@ -175,7 +181,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 37] = [
+pub(super) const ALL: [&Names; 38] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -198,6 +204,7 @@ pub(super) const ALL: [&Names; 37] = [
     &MIN_BODY_RATE,
     &TLS_CERT,
     &TLS_KEY,
+    &TLS_CLIENT_CA,
     &AUTH_HTPASSWD,
     &AUTH_TOKEN_ENABLED,
     &AUTH_TOKEN_SERVICE,

@@ -99,12 +99,14 @@ fn make_leaf(dir: &Path, name: &str) {
 
 /// A marina serving HTTPS with `live.pem`/`live.key` from `dir`, and a client trusting the CA.
 async fn https(dir: &Path) -> (Server, reqwest::ClientBuilder) {
-    https_with(dir, None).await
+    https_with(dir, None, None).await
 }
 
-async fn https_with(
+/// As [`https`], with `auth`, and client certificates signed by `client_ca` (a PEM file).
+pub(crate) async fn https_with(
     dir: &Path,
     auth: Option<Arc<marina_http::Auth>>,
+    client_ca: Option<std::path::PathBuf>,
 ) -> (Server, reqwest::ClientBuilder) {
     make_ca(dir);
     make_leaf(dir, "first");
@@ -113,6 +115,7 @@ async fn https_with(
     let files = TlsFiles {
         certificate: dir.join("live.pem"),
         key: dir.join("live.key"),
+        client_ca,
     };
     let certificates = Certificates::load(files).unwrap();
     tokio::spawn(Arc::clone(&certificates).keep_current());
@@ -131,7 +134,7 @@ async fn https_with(
     (server, client)
 }
 
-fn secure(server: &Server, path: &str) -> String {
+pub(crate) fn secure(server: &Server, path: &str) -> String {
     format!("https://{}{path}", server.addr())
 }
 
@@ -295,7 +298,7 @@ async fn the_token_realm_names_the_https_address_over_http2() {
     let key = marina_auth::TokenIssuer::generate_pem().unwrap();
     let issuer = marina_auth::TokenIssuer::from_pem(&key, "marina", "marina").unwrap();
     let auth = marina_http::Auth::new(Default::default(), Some(issuer), Default::default());
-    let (server, client) = https_with(certs.path(), Some(Arc::new(auth))).await;
+    let (server, client) = https_with(certs.path(), Some(Arc::new(auth)), None).await;
     let answer = client
         .build()
         .unwrap()
@@ -310,5 +313,109 @@ async fn the_token_realm_names_the_https_address_over_http2() {
         header(&answer, "WWW-Authenticate").contains(&realm),
         "{}",
         header(&answer, "WWW-Authenticate")
+    );
+}
+
+/// A client CA of its own in `dir/clients`, and a certificate from it for each of `names`
+/// (`<name>.pem` holding certificate and key, as `reqwest::Identity` reads them).
+fn make_client_certificates(dir: &Path, names: &[&str]) -> std::path::PathBuf {
+    let clients = dir.join("clients");
+    std::fs::create_dir_all(&clients).unwrap();
+    make_ca(&clients);
+    for name in names {
+        make_leaf(&clients, name);
+        let leaf = std::fs::read_to_string(clients.join(format!("{name}.pem"))).unwrap();
+        let key = std::fs::read_to_string(clients.join(format!("{name}.key"))).unwrap();
+        std::fs::write(clients.join(format!("{name}.identity")), leaf + &key).unwrap();
+    }
+    clients
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_signs_its_holder_in_by_its_common_name() {
+    let certs = tempfile::tempdir().unwrap();
+    // make_leaf names every certificate CN=127.0.0.1: that is the client's user name here.
+    let clients = make_client_certificates(certs.path(), &["good"]);
+    let stranger = tempfile::tempdir().unwrap();
+    let strangers = make_client_certificates(stranger.path(), &["forged"]);
+    let rules = [marina_auth::AccessRule {
+        repositories: vec!["certified/**".into()],
+        users: vec!["127.0.0.1".into()],
+        actions: vec!["pull".into(), "push".into()],
+        ..Default::default()
+    }];
+    let policy = marina_http::Policy {
+        acl: marina_auth::Acl::new(&rules, &Default::default()).unwrap(),
+        ..Default::default()
+    };
+    let auth = marina_http::Auth::new(policy, None, Default::default());
+    let (server, client) = https_with(
+        certs.path(),
+        Some(Arc::new(auth)),
+        Some(clients.join("ca.pem")),
+    )
+    .await;
+    let identity = |path: std::path::PathBuf| {
+        reqwest::Identity::from_pem(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let holder = client
+        .identity(identity(clients.join("good.identity")))
+        .build()
+        .unwrap();
+    let blob = noise(70_000, 9);
+    let digest = sha256(&blob);
+    let push = |client: &reqwest::Client, repo: &str| {
+        client
+            .post(secure(
+                &server,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            ))
+            .body(blob.clone())
+            .send()
+    };
+    assert_eq!(
+        push(&holder, "certified/app").await.unwrap().status(),
+        StatusCode::CREATED,
+        "the certificate's CN may push where the rules say"
+    );
+    assert_eq!(
+        push(&holder, "elsewhere").await.unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "and nowhere else"
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.path().join("ca.pem")).unwrap())
+        .unwrap();
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(ca.clone())
+        .build()
+        .unwrap();
+    let answer = anonymous
+        .get(secure(
+            &server,
+            &format!("/v2/certified/app/blobs/{digest}"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::UNAUTHORIZED,
+        "no certificate: anonymous"
+    );
+    let forged = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .identity(identity(strangers.join("forged.identity")))
+        .build()
+        .unwrap();
+    let refused = forged
+        .get(secure(
+            &server,
+            &format!("/v2/certified/app/blobs/{digest}"),
+        ))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a certificate from another CA fails the handshake"
     );
 }

@@ -6,7 +6,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -101,6 +101,26 @@ pub(crate) struct ConnectionInfo {
     pub(crate) peer: std::net::SocketAddr,
     /// Whether the connection is TLS (and so may not send stand-ins).
     pub(crate) tls: bool,
+    /// Who the client's certificate says it is (mTLS).
+    pub(crate) client: ClientName,
+}
+
+/// The Common Name of the client's verified certificate, known once the handshake is done
+/// (before any request is read).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClientName(Arc<OnceLock<String>>);
+
+impl ClientName {
+    pub(crate) fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    fn learn(&self, tls: &rustls::ServerConnection) {
+        let leaf = tls.peer_certificates().and_then(<[_]>::first);
+        if let Some(name) = leaf.and_then(|c| crate::tls::common_name(c)) {
+            let _ = self.0.set(name);
+        }
+    }
 }
 
 impl Connected<IncomingStream<'_, Listener>> for ConnectionInfo {
@@ -111,6 +131,7 @@ impl Connected<IncomingStream<'_, Listener>> for ConnectionInfo {
             activity: io.activity.clone(),
             peer: *stream.remote_addr(),
             tls: !matches!(io.io, Io::Plain(_)),
+            client: io.client.clone(),
         }
     }
 }
@@ -213,6 +234,7 @@ pub(crate) struct Connection {
     io: Io,
     queue: SendQueue,
     activity: Activity,
+    client: ClientName,
     limits: Limits,
     /// The timer of whichever deadline applies now.
     timer: Pin<Box<Sleep>>,
@@ -227,6 +249,7 @@ impl Connection {
             io,
             queue: SendQueue::default(),
             activity: Activity::new(),
+            client: ClientName::default(),
             limits,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             write_blocked_since: None,
@@ -274,6 +297,7 @@ impl Connection {
                 _ => Poll::Pending,
             },
             Poll::Ready(Ok(stream)) => {
+                self.client.learn(stream.get_ref().1);
                 self.io = Io::Tls(Box::new(stream));
                 Poll::Ready(Ok(()))
             }

@@ -31,8 +31,9 @@ impl Caller {
     }
 }
 
-/// Reads the credentials: none (anonymous), Basic (checked against htpasswd, throttled), or a
-/// Bearer token (checked, never counted as a failed login).
+/// Reads the credentials: Basic (checked against htpasswd, throttled), a Bearer token
+/// (checked, never counted as a failed login), or none: then the connection's verified client
+/// certificate names the caller, or nobody does (anonymous).
 pub(crate) async fn authenticate(
     auth: &Auth,
     request: &Parts,
@@ -40,7 +41,10 @@ pub(crate) async fn authenticate(
     endpoint: &Endpoint,
 ) -> Result<Caller, ApiError> {
     let Some(value) = request.headers.get(header::AUTHORIZATION) else {
-        return Ok(Caller::anyone());
+        return Ok(Caller {
+            identity: certified(request),
+            granted: None,
+        });
     };
     let value = value.to_str().unwrap_or("");
     let challenge = || challenge(auth, request, endpoint, None);
@@ -75,6 +79,17 @@ pub(crate) async fn authenticate(
         });
     }
     Err(challenge().with_message("unsupported authorization scheme"))
+}
+
+/// The user a verified client certificate names, or anonymous.
+pub(super) fn certified(request: &Parts) -> Identity {
+    let info = request
+        .extensions
+        .get::<ConnectInfo<crate::connection::ConnectionInfo>>();
+    match info.and_then(|info| info.0.client.get()) {
+        Some(name) => Identity::User(name.to_owned()),
+        None => Identity::Anonymous,
+    }
 }
 
 /// Whether `caller` may do what `endpoint` does; the refusal carries its challenge.

@@ -5,7 +5,8 @@
 use std::net::IpAddr;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use marina_auth::token::{REFRESH_LIFETIME, rfc3339};
 use marina_auth::{Identity, Scope, TokenIssuer};
@@ -18,40 +19,34 @@ use crate::query::Query;
 const MAX_FORM: usize = 64 * 1024;
 
 /// Answers a request to the token endpoint.
-pub(crate) async fn answer(
-    auth: &Auth,
-    method: &Method,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-    from: IpAddr,
-) -> Response {
+pub(crate) async fn answer(auth: &Auth, request: &Parts, body: Body, from: IpAddr) -> Response {
     let Some(issuer) = &auth.issuer else {
         return ApiError::not_found("/auth/token").into_response();
     };
-    let outcome = match *method {
-        Method::GET => docker_form(auth, issuer, query, headers, from).await,
+    let outcome = match request.method {
+        Method::GET => docker_form(auth, issuer, request, from).await,
         Method::POST => oauth_form(auth, issuer, body, from).await,
-        _ => Err(ApiError::method_not_allowed(method, "/auth/token").into_response()),
+        _ => Err(ApiError::method_not_allowed(&request.method, "/auth/token").into_response()),
     };
     outcome.unwrap_or_else(|refusal| refusal)
 }
 
-/// `GET /auth/token?service=&scope=&offline_token=`, signed in with Basic or anonymous.
+/// `GET /auth/token?service=&scope=&offline_token=`, signed in with Basic, by a client
+/// certificate, or anonymous.
 async fn docker_form(
     auth: &Auth,
     issuer: &TokenIssuer,
-    query: Option<&str>,
-    headers: &HeaderMap,
+    request: &Parts,
     from: IpAddr,
 ) -> Result<Response, Response> {
-    let q = Query::parse(query.unwrap_or(""));
+    let q = Query::parse(request.uri.query().unwrap_or(""));
     check_service(issuer, q.get("service").as_deref()).map_err(IntoResponse::into_response)?;
-    let identity = match headers
+    let identity = match request
+        .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        None => Identity::Anonymous,
+        None => gate::certified(request),
         Some(value) => {
             let (scheme, encoded) = value.split_once(' ').unwrap_or((value, ""));
             let credentials = scheme

@@ -68,8 +68,7 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
     let from = peer(&parts);
     let response = match (&state.auth, parts.uri.path()) {
         (Some(auth), "/auth/token") => {
-            let (method, query) = (&parts.method, parts.uri.query());
-            let answer = auth::token_endpoint(auth, method, query, &parts.headers, body, from);
+            let answer = auth::token_endpoint(auth, &parts, body, from);
             labelled(answer.await, "/auth/token", None)
         }
         _ => answer(&state, &parts, body, from).await,

@@ -1,6 +1,11 @@
 //! HTTPS: rustls (aws-lc-rs) with TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN, and a
 //! certificate that is read again when its files change: new handshakes get the new one, open
-//! connections keep theirs, nothing restarts.
+//! connections keep theirs, nothing restarts. With a client CA, clients may also present a
+//! certificate (mTLS), whose Common Name is then who they are.
+
+mod client;
+
+pub use client::common_name;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use rustls::crypto::aws_lc_rs;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
@@ -23,6 +29,8 @@ pub struct TlsFiles {
     pub certificate: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// PEM bundle of the CAs whose client certificates identify their holders; read at start.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A certificate or key that cannot be served.
@@ -45,27 +53,43 @@ fn error(path: &Path, reason: impl fmt::Display) -> TlsError {
 pub struct Certificates {
     files: TlsFiles,
     current: RwLock<Arc<CertifiedKey>>,
+    /// Checks client certificates, when a client CA is set.
+    clients: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 impl Certificates {
     /// Reads the certificate and key.
     ///
     /// # Errors
-    /// When either cannot be read, or the key does not fit a supported algorithm.
+    /// When either cannot be read, the key does not fit a supported algorithm, or the client
+    /// CA bundle holds no usable certificate.
     pub fn load(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
         let current = RwLock::new(Arc::new(read(&files)?));
-        Ok(Arc::new(Self { files, current }))
+        let clients = files
+            .client_ca
+            .as_deref()
+            .map(|path| client::verifier(path, Arc::new(aws_lc_rs::default_provider())))
+            .transpose()?;
+        Ok(Arc::new(Self {
+            files,
+            current,
+            clients,
+        }))
     }
 
     /// The server configuration that serves these certificates.
     #[must_use]
     pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(aws_lc_rs::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .expect("aws-lc-rs supports the default protocol versions")
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+            .expect("aws-lc-rs supports the default protocol versions");
+        let builder = match &self.clients {
+            Some(verifier) => builder.with_client_cert_verifier(Arc::clone(verifier)),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config =
+            builder.with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(config)
     }
