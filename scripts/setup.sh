@@ -20,7 +20,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages: real OCI clients, the reference registry, Garage's C libraries, and nginx for
 # the proxy of scripts/conformance.sh --replicas.
 apt_packages=(skopeo buildah podman containerd umoci docker-registry jq curl openssl
-              python3-venv libsodium-dev libzstd-dev pkg-config nginx-light apache2-utils)
+              python3-venv libsodium-dev libzstd-dev pkg-config nginx-light apache2-utils docker.io)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

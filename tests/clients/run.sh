@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of marina with real OCI clients: skopeo, buildah, podman, containerd (ctr),
-# oras (oras-py) and python-dxf.
+# oras (oras-py), python-dxf and the Docker engine (signed in, over HTTPS).
 #
 #   bash tests/clients/run.sh
 #
@@ -16,8 +16,8 @@
 #   E2E_ONLY="skopeo podman"   run only these client sections (skopeo buildah podman ctr oras dxf auth;
 #                  later ones use what earlier ones pushed)
 #
-# Needs root (podman, buildah and containerd keep their stores in the temporary folder, with the
-# vfs/native drivers; nothing under /var/lib, /run or /etc is written) and the tools installed by
+# Needs root (podman, buildah, containerd and dockerd keep their stores in the temporary folder,
+# with the vfs/native drivers; nothing under /var/lib, /run or /etc is left behind) and the tools installed by
 # scripts/setup.sh. No network other than 127.0.0.1 is used.
 set -euo pipefail
 
@@ -80,6 +80,7 @@ on_exit() {
     fail "run.sh stopped early (exit $rc); see the messages above"
   fi
   stop_pid "$CONTAINERD_PID" containerd
+  stop_pid "$DOCKERD_PID" dockerd
   stop_pid "$AUTH_PID" "marina (auth)"
   stop_pid "$MARINA_PID" marina
   passed=$(grep -c '^ok$' "$RESULTS" 2>/dev/null)
@@ -180,6 +181,9 @@ have_skopeo=0; need skopeo skopeo && have_skopeo=1
 have_buildah=0; need buildah buildah && have_buildah=1
 have_podman=0; need podman podman && have_podman=1
 have_ctr=0; need containerd containerd && need ctr containerd && have_ctr=1
+have_docker=0; need dockerd docker.io && need openssl openssl && have_docker=1
+# Debian's client, of the same release as its dockerd (another docker may come first on PATH).
+DOCKER_BIN=/usr/bin/docker; [ -x "$DOCKER_BIN" ] || DOCKER_BIN=docker
 
 # ---- marina ----------------------------------------------------------------------------------
 
@@ -744,10 +748,33 @@ section_dxf() {
     --mount-from e2e/skopeo --mount-digest "$(jq -r '.layers[1].digest' "$M_MULTI")"
 }
 
-# ---- credentials: a second marina with htpasswd, tokens and rules ------------------------------
+# ---- credentials over HTTPS: a second marina with TLS, htpasswd, tokens, client certificates ----
+
+# make_pki: a test CA, marina's certificate for 127.0.0.1, and a client certificate for bob (in
+# the ci group), laid out as the clients read them: $PKI/trust holds the CA alone (the
+# containers tools' --cert-dir), $PKI/mtls the CA and bob's certificate and key.
+PKI=$WORK/pki
+make_pki() {
+  local ssl="openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  mkdir -p "$PKI/trust" "$PKI/mtls" && (
+    cd "$PKI" &&
+      $ssl -x509 -keyout ca.key -out ca.pem -days 2 -subj "/CN=marina e2e CA" &&
+      $ssl -keyout server.key -out server.csr -subj "/CN=127.0.0.1" &&
+      openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -out server.pem -extfile <(printf 'subjectAltName=IP:127.0.0.1\n') &&
+      $ssl -keyout bob.key -out bob.csr -subj "/CN=bob" &&
+      openssl x509 -req -in bob.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -out bob.pem -extfile <(printf 'extendedKeyUsage=clientAuth\n')
+  ) >/dev/null 2>&1 || return 1
+  cp "$PKI/ca.pem" "$PKI/trust/ca.crt"
+  cp "$PKI/ca.pem" "$PKI/mtls/ca.crt"
+  cp "$PKI/bob.pem" "$PKI/mtls/bob.cert"
+  cp "$PKI/bob.key" "$PKI/mtls/bob.key"
+}
 
 AUTH_PID=
 start_auth_marina() { # writes the users and rules, starts marina with them on AUTH_REG
+  make_pki || return 1
   htpasswd -B -b -c "$WORK/users" alice alice-pw >/dev/null 2>&1 &&
     htpasswd -B -b "$WORK/users" bob bob-pw >/dev/null 2>&1 || return 1
   cat >"$WORK/auth.toml" <<'RULES'
@@ -768,59 +795,88 @@ RULES
   local port i
   port=$(free_port) || return 1
   env -u MARINA_CONFIG "$MARINA_BIN" --listen "127.0.0.1:$port" --config "$WORK/auth.toml" \
-    --storage-path "$WORK/auth-data" --auth-htpasswd "$WORK/users" >"$WORK/auth-marina.log" 2>&1 &
+    --storage-path "$WORK/auth-data" --auth-htpasswd "$WORK/users" \
+    --tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" --tls-client-ca "$PKI/ca.pem" \
+    >"$WORK/auth-marina.log" 2>&1 &
   AUTH_PID=$!
   AUTH_REG=127.0.0.1:$port
   for i in $(seq 150); do
-    [ "$(reg_curl -o /dev/null -w '%{http_code}' "http://$AUTH_REG/v2/" 2>/dev/null)" = 401 ] && return 0
+    [ "$(auth_curl -o /dev/null -w '%{http_code}' "https://$AUTH_REG/v2/" 2>/dev/null)" = 401 ] && return 0
     kill -0 "$AUTH_PID" 2>/dev/null || return 1
     sleep 0.1
   done
   return 1
 }
+auth_curl() { reg_curl --cacert "$PKI/ca.pem" "$@"; }
 
 section_auth() {
-  if ! start_auth_marina; then
-    fail "marina with --auth-htpasswd did not start"
+  if start_auth_marina; then
+    auth_checks
+  else
+    fail "marina with --auth-htpasswd and TLS did not start"
     tail -n 5 "$WORK/auth-marina.log" | sed 's/^/#   /'
-    return 0
   fi
-  local challenge R=$AUTH_REG/team
-  challenge=$(reg_curl -I "http://$AUTH_REG/v2/" | tr -d '\r' | sed -n 's/^[Ww][Ww][Ww]-[Aa]uthenticate: //p')
-  check_eq "anonymous GET /v2/ is challenged for a Bearer token" \
-    "Bearer realm=\"http://$AUTH_REG/auth/token\",service=\"marina\"" "$challenge"
+  stop_pid "$AUTH_PID" "marina (auth)"
+  AUTH_PID=
+}
+
+auth_checks() {
+  local challenge R=$AUTH_REG/team TRUST=$PKI/trust MTLS=$PKI/mtls
+  challenge=$(auth_curl -I "https://$AUTH_REG/v2/" | tr -d '\r' | sed -n 's/^[Ww][Ww][Ww]-[Aa]uthenticate: //p')
+  check_eq "anonymous GET /v2/ over HTTPS is challenged for a Bearer token" \
+    "Bearer realm=\"https://$AUTH_REG/auth/token\",service=\"marina\"" "$challenge"
+  check_eq "plain HTTP is not served on the HTTPS port" 000 \
+    "$(reg_curl -o /dev/null -w '%{http_code}' "http://$AUTH_REG/v2/" 2>/dev/null || true)"
   step_fails "skopeo copy without credentials is refused" \
-    sk copy --dest-tls-verify=false "oci:$L:solo" "docker://$R/skopeo:solo"
-  step "skopeo copy --dest-creds alice (the token dance)" \
-    sk copy --dest-tls-verify=false --dest-creds alice:alice-pw "oci:$L:solo" "docker://$R/skopeo:solo" || return 0
+    sk copy --dest-cert-dir "$TRUST" "oci:$L:solo" "docker://$R/skopeo:solo"
+  step "skopeo copy --dest-creds alice (the token dance, TLS checked against the test CA)" \
+    sk copy --dest-cert-dir "$TRUST" --dest-creds alice:alice-pw "oci:$L:solo" "docker://$R/skopeo:solo" || return 0
   check_eq "skopeo inspect --creds bob (group ci) sees the pushed digest" "$D_SOLO" \
-    "$(sk inspect --tls-verify=false --creds bob:bob-pw --format '{{.Digest}}' "docker://$R/skopeo:solo")"
+    "$(sk inspect --cert-dir "$TRUST" --creds bob:bob-pw --format '{{.Digest}}' "docker://$R/skopeo:solo")"
   step_fails "skopeo push by alice to public/ is denied (the rules give anonymous pull only)" \
-    sk copy --dest-tls-verify=false --dest-creds alice:alice-pw "oci:$L:solo" "docker://$AUTH_REG/public/solo:v1"
+    sk copy --dest-cert-dir "$TRUST" --dest-creds alice:alice-pw "oci:$L:solo" "docker://$AUTH_REG/public/solo:v1"
+  step "skopeo copy signed in by bob's client certificate alone (mTLS, no password)" \
+    sk copy --dest-cert-dir "$MTLS" --dest-no-creds "oci:$L:solo" "docker://$R/mtls:solo"
+  check_eq "marina's log names the certificate's CN for the mTLS push" yes \
+    "$(grep -qF 'method=PUT route="/v2/<name>/manifests/<reference>" user="bob" status=201' \
+      "$WORK/auth-marina.log" && echo yes || echo no)"
+  step_fails "bob's certificate may not push to public/" \
+    sk copy --dest-cert-dir "$MTLS" --dest-no-creds "oci:$L:solo" "docker://$AUTH_REG/public/mtls:v1"
   if [ "$have_podman" = 1 ]; then
     export REGISTRY_AUTH_FILE=$WORK/podman-auth.json
-    step "podman login as alice" pm login --tls-verify=false -u alice -p alice-pw "$AUTH_REG"
-    step "podman pull team/skopeo:solo, signed in" pm pull --tls-verify=false "$R/skopeo:solo"
+    step "podman login as alice" pm login --cert-dir "$TRUST" -u alice -p alice-pw "$AUTH_REG"
+    step "podman pull team/skopeo:solo, signed in" pm pull --cert-dir "$TRUST" "$R/skopeo:solo"
     step "podman push team/podman:solo, signed in" \
-      pm push --tls-verify=false "$R/skopeo:solo" "docker://$R/podman:solo"
+      pm push --cert-dir "$TRUST" "$R/skopeo:solo" "docker://$R/podman:solo"
     step "podman logout" pm logout "$AUTH_REG"
-    step_fails "podman pull after logout is refused" pm pull --tls-verify=false "$R/podman:solo"
+    step_fails "podman pull after logout is refused" pm pull --cert-dir "$TRUST" "$R/podman:solo"
     unset REGISTRY_AUTH_FILE
   fi
   if [ "$have_buildah" = 1 ]; then
-    step "buildah pull --creds bob" bh pull --tls-verify=false --creds bob:bob-pw "$R/skopeo:solo"
-    step "buildah push --creds bob" bh push --tls-verify=false --creds bob:bob-pw \
+    step "buildah pull --creds bob" bh pull --cert-dir "$TRUST" --creds bob:bob-pw "$R/skopeo:solo"
+    step "buildah push --creds bob" bh push --cert-dir "$TRUST" --creds bob:bob-pw \
       "$R/skopeo:solo" "docker://$R/buildah:solo"
   fi
   if [ -n "$CONTAINERD_PID" ]; then
-    step "ctr images pull --user alice" c images pull --plain-http --user alice:alice-pw "$R/skopeo:solo"
+    # ctr talks plain HTTP to loopback hosts unless a hosts.toml says otherwise.
+    local hosts=$WORK/ctr-hosts
+    mkdir -p "$hosts/$AUTH_REG"
+    printf 'server = "https://%s"\n[host."https://%s"]\n  ca = "%s"\n' \
+      "$AUTH_REG" "$AUTH_REG" "$PKI/ca.pem" >"$hosts/$AUTH_REG/hosts.toml"
+    step "ctr images pull --user alice (HTTPS, the CA in hosts.toml)" \
+      c images pull --hosts-dir "$hosts" --user alice:alice-pw "$R/skopeo:solo"
     step_fails "ctr images pull --user with a wrong password is refused" \
-      c images pull --plain-http --user alice:nope "$R/buildah:solo"
+      c images pull --hosts-dir "$hosts" --user alice:nope "$R/buildah:solo"
+    step "ctr images pull with bob's client certificate (--tlscert, no user)" \
+      c images pull --hosts-dir "$hosts" --tlscert "$PKI/bob.pem" --tlskey "$PKI/bob.key" \
+      "$R/buildah:solo"
   fi
-  if [ "$have_oras" = 1 ]; then
+  if [ "$have_oras" = 1 ] && [ "$have_dxf" = 1 ]; then
     mkdir -p "$WORK/auth-py"
-    run_python auth_test.py --registry "$AUTH_REG" --work "$WORK/auth-py"
+    REQUESTS_CA_BUNDLE=$PKI/ca.pem run_python auth_test.py --registry "$AUTH_REG" \
+      --work "$WORK/auth-py" --ca "$PKI/ca.pem"
   fi
+  if [ "$have_docker" = 1 ]; then docker_checks; fi
   if grep -qE 'alice-pw|bob-pw' "$WORK/auth-marina.log"; then
     fail "a password reached marina's log"
   else
@@ -828,8 +884,70 @@ section_auth() {
   fi
   check_eq "marina's request log names the signed-in user" yes \
     "$(grep -q 'user="alice"' "$WORK/auth-marina.log" && echo yes || echo no)"
-  stop_pid "$AUTH_PID" "marina (auth)"
-  AUTH_PID=
+}
+
+# ---- the Docker engine: login, build, push and pull against the HTTPS marina -----------------
+
+DOCKERD_PID=
+# dockerd with everything in the work folder: its data, state and socket, and /etc/docker (where
+# it would keep a key) masked by a folder of ours in a private mount namespace. No bridge, no
+# iptables: it only builds, pushes and pulls.
+start_dockerd() {
+  local dir=$WORK/docker i
+  mkdir -p "$dir/etc" "$dir/data" "$dir/exec" "$dir/config"
+  unshare --mount --propagation private -- sh -c 'mount --bind "$0" /etc/docker && exec "$@"' \
+    "$dir/etc" dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
+    --host "unix://$dir/docker.sock" --storage-driver vfs --iptables=false --bridge=none \
+    >"$dir/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  for i in $(seq 300); do
+    dk version >/dev/null 2>&1 && return 0
+    kill -0 "$DOCKERD_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  tail -n 5 "$dir/dockerd.log" | sed 's/^/#   /'
+  return 1
+}
+dk() { DOCKER_CONFIG=$WORK/docker/config timeout -k 5 "$TOOL_TIMEOUT" "$DOCKER_BIN" --host "unix://$WORK/docker/docker.sock" "$@"; }
+
+docker_checks() {
+  local had_run_docker=0
+  [ -e /run/docker ] && had_run_docker=1
+  if start_dockerd; then
+    docker_steps
+  else
+    fail "dockerd did not start (log above)"
+  fi
+  stop_pid "$DOCKERD_PID" dockerd
+  DOCKERD_PID=
+  # dockerd always makes /run/docker/plugins (its plugin sockets); leave /run as it was.
+  if [ "$had_run_docker" = 0 ]; then rmdir /run/docker/plugins /run/docker 2>/dev/null || true; fi
+}
+
+docker_steps() {
+  local ctx=$WORK/docker/build image=$AUTH_REG/team/docker:v1 id pushed
+  mkdir -p "$ctx"
+  tar -C "$WORK/src/one" -cf "$WORK/docker/base.tar" . &&
+    python3 "$HERE/make_image.py" random-file "$ctx/payload.bin" 1048576 7 &&
+    printf 'FROM e2e-base:1\nCOPY payload.bin /payload.bin\nLABEL e2e=docker\n' >"$ctx/Dockerfile"
+  step "docker import a base image from a tar" dk import "$WORK/docker/base.tar" e2e-base:1 || return 0
+  step "docker build (DOCKER_BUILDKIT=0) an image on it" \
+    env DOCKER_BUILDKIT=0 "$DOCKER_BIN" --host "unix://$WORK/docker/docker.sock" build -q -t "$image" "$ctx" || return 0
+  id=$(dk image inspect --format '{{.Id}}' "$image")
+  step_fails "docker push without login is refused" dk push "$image"
+  step_fails "docker login with a wrong password is refused" \
+    dk login -u alice --password-stdin "$AUTH_REG" <<<"nope"
+  step "docker login as alice (over HTTPS)" dk login -u alice --password-stdin "$AUTH_REG" <<<"alice-pw" || return 0
+  step "docker push team/docker:v1" dk push "$image" || return 0
+  pushed=$(dk image inspect --format '{{index .RepoDigests 0}}' "$image")
+  check_eq "the registry serves the manifest digest docker recorded" "${pushed#*@}" \
+    "$(sk inspect --cert-dir "$PKI/trust" --creds alice:alice-pw --format '{{.Digest}}' "docker://$image")"
+  step "docker rmi, so the pull below downloads everything" dk rmi "$image" e2e-base:1
+  step "docker pull team/docker:v1" dk pull "$image" &&
+    check_eq "the pulled image has the built image's ID" "$id" "$(dk image inspect --format '{{.Id}}' "$image")"
+  step "docker logout" dk logout "$AUTH_REG"
+  dk rmi "$image" >/dev/null 2>&1
+  step_fails "docker pull after logout is refused" dk pull "$image"
 }
 
 # ---- run -------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 //! A real OCI client, the `oci-client` crate, against marina: multi-layer images, an index
-//! with platform selection, chunked pushes, an artifact with a subject and its referrers, and
-//! paginated tags.
+//! with platform selection, chunked pushes, an artifact with a subject and its referrers,
+//! paginated tags, and signing in with tokens over HTTPS.
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{
@@ -275,4 +275,71 @@ async fn lists_tags_a_page_at_a_time() {
         .await
         .unwrap();
     assert_eq!(rest.tags, ["e"]);
+}
+
+/// marina over HTTPS with htpasswd and tokens: alice may push and pull in `team/**`.
+async fn signed_in_registry(certs: &std::path::Path) -> Server {
+    let users = format!("alice:{}\n", bcrypt::hash("alice-pw", 4).unwrap());
+    let rules = [marina_auth::AccessRule {
+        repositories: vec!["team/**".into()],
+        users: vec!["alice".into()],
+        actions: vec!["pull".into(), "push".into()],
+        ..Default::default()
+    }];
+    let policy = marina_http::Policy {
+        users: marina_auth::Htpasswd::parse(&users).unwrap(),
+        acl: marina_auth::Acl::new(&rules, &Default::default()).unwrap(),
+    };
+    let key = marina_auth::TokenIssuer::generate_pem().unwrap();
+    let issuer = marina_auth::TokenIssuer::from_pem(&key, "marina", "marina").unwrap();
+    let auth = marina_http::Auth::new(policy, Some(issuer), Default::default());
+    let (server, _) = crate::tls::https_with(certs, Some(std::sync::Arc::new(auth)), None).await;
+    server
+}
+
+/// A client over HTTPS that trusts the test CA in `certs`.
+fn https_client(certs: &std::path::Path) -> Client {
+    use oci_client::client::{Certificate, CertificateEncoding};
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::Https,
+        extra_root_certificates: vec![Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: std::fs::read(certs.join("ca.pem")).unwrap(),
+        }],
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signs_in_with_a_token_over_https_to_push_and_pull() {
+    let certs = tempfile::tempdir().unwrap();
+    let server = signed_in_registry(certs.path()).await;
+    let c = https_client(certs.path());
+    let image = reference(&server, "team/signed:v1");
+    let alice = RegistryAuth::Basic("alice".into(), "alice-pw".into());
+    let layers = vec![layer("a layer pushed with a token")];
+    c.push(&image, &layers, config("amd64"), &alice, None)
+        .await
+        .expect("alice pushes with a token");
+    let wrong = RegistryAuth::Basic("alice".into(), "wrong".into());
+    let refused = https_client(certs.path())
+        .push(&image, &layers, config("amd64"), &wrong, None)
+        .await;
+    assert!(refused.is_err(), "a wrong password pushes nothing");
+    // oci-client keeps a token per registry and action whatever the credentials, so each
+    // identity gets a client of its own.
+    let media = vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE];
+    let anonymous = https_client(certs.path())
+        .pull(&image, &RegistryAuth::Anonymous, media.clone())
+        .await;
+    assert!(anonymous.is_err(), "an anonymous pull is refused");
+    let pulled = https_client(certs.path())
+        .pull(&image, &alice, media)
+        .await
+        .expect("alice pulls");
+    assert_eq!(pulled.layers.len(), 1);
+    assert_eq!(
+        pulled.layers[0].data.as_ref(),
+        b"a layer pushed with a token"
+    );
 }
