@@ -17,10 +17,12 @@ done
 log() { printf '[setup] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages: real OCI clients, the reference registry, Garage's C libraries, and nginx for
-# the proxy of scripts/conformance.sh --replicas.
+# Debian packages: real OCI clients (the Docker engine among them), the reference registry,
+# Garage's C libraries, nginx for the proxy of scripts/conformance.sh --replicas, and
+# prometheus for promtool, which checks the /metrics output.
 apt_packages=(skopeo buildah podman containerd umoci docker-registry jq curl openssl
-              python3-venv libsodium-dev libzstd-dev pkg-config nginx-light apache2-utils docker.io)
+              python3-venv libsodium-dev libzstd-dev pkg-config nginx-light apache2-utils docker.io
+              prometheus)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -33,6 +35,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
   # nginx likewise: conformance.sh runs its own, with its own configuration, only while it runs.
   as_root systemctl disable --now nginx >/dev/null 2>&1 || true
+  # The tests start their own dockerd and use only promtool: no system daemons of either.
+  as_root systemctl disable --now docker.socket docker prometheus >/dev/null 2>&1 || true
 else
   log "apt: all packages present"
 fi

@@ -5,6 +5,7 @@ mod auth;
 mod bench;
 mod config;
 mod logging;
+mod metrics;
 mod serve;
 
 use std::process::ExitCode;
@@ -59,7 +60,7 @@ fn serve(matches: &ArgMatches) -> ExitCode {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
-    match serve::run(settings) {
+    match serve::run(settings, matches.clone()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

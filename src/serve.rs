@@ -1,28 +1,56 @@
 //! Running the server: open storage, build the registry and router, serve until SIGTERM or
-//! SIGINT (letting requests in flight finish), and purge stale uploads in the background.
+//! SIGINT (letting requests in flight finish), purge stale uploads in the background, serve
+//! the operations listener, and re-read the configuration on SIGHUP.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::ArgMatches;
 use marina_registry::Registry;
-use marina_store::{Store, filesystem::FileStore, s3::S3Store};
+use marina_store::{Store, filesystem::FileStore, measured::Measured, s3::S3Store};
 
 use crate::config::{Settings, StorageConfig};
 
 /// Serves until a shutdown signal.
-pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
+pub(crate) fn run(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(settings))
+    runtime.block_on(serve(settings, matches))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let store = open_store(&settings.storage).await?;
+async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
+    let render = settings
+        .metrics_listen
+        .map(|_| crate::metrics::install())
+        .transpose()
+        .context("installing the metrics recorder")?;
+    let mut store = open_store(&settings.storage).await?;
+    if render.is_some() {
+        store = Arc::new(Measured::new(store, settings.storage.backend()));
+    }
     let registry = Registry::new(store, settings.registry.clone());
-    tokio::spawn(purge_uploads(registry.clone()));
+    let read_only = Arc::new(AtomicBool::new(settings.read_only));
+    if settings.read_only {
+        tracing::warn!("read-only: pushes, mounts, manifest PUTs and deletes are refused");
+    }
+    tokio::spawn(reread_on_hangup(matches, Arc::clone(&read_only)));
+    tokio::spawn(purge_uploads(registry.clone(), Arc::clone(&read_only)));
+    if let (Some(address), Some(render)) = (settings.metrics_listen, render) {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {address}"))?;
+        tracing::info!(listen = %address, "serving /metrics, /healthz and /readyz");
+        let ops = marina_http::serve_ops(listener, registry.clone(), render, shutdown_signal());
+        tokio::spawn(async move {
+            if let Err(e) = ops.await {
+                tracing::error!(error = %e, "the operations listener failed");
+            }
+        });
+    }
     let auth = settings.auth.as_ref().map(crate::auth::open).transpose()?;
     if let (Some(auth), Some(config)) = (&auth, &settings.auth) {
         tokio::spawn(crate::auth::keep_current(Arc::clone(auth), config.clone()));
@@ -40,6 +68,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         limits: settings.limits,
         auth,
         tls,
+        read_only,
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -76,18 +105,44 @@ async fn open_store(config: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-/// Stale upload sessions are purged every half expiry (at most hourly).
-async fn purge_uploads(registry: Registry) {
+/// Stale upload sessions are purged every half expiry (at most hourly), unless read-only.
+async fn purge_uploads(registry: Registry, read_only: Arc<AtomicBool>) {
     let every = (registry.config().upload_expiry / 2)
         .clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
         ticker.tick().await;
+        if read_only.load(Ordering::Relaxed) {
+            continue;
+        }
         match registry.purge_stale_uploads().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged stale upload sessions"),
             Err(e) => tracing::warn!(error = %e, "purging stale upload sessions failed"),
+        }
+    }
+}
+
+/// On SIGHUP, resolves the configuration again (the file re-read; flags and environment as at
+/// start) and applies what can change while serving: read-only mode. (Auth reloads its users
+/// and rules on the same signal.) A configuration that no longer resolves changes nothing.
+async fn reread_on_hangup(matches: ArgMatches, read_only: Arc<AtomicBool>) {
+    let hangup = tokio::signal::unix::SignalKind::hangup();
+    let Ok(mut hangups) = tokio::signal::unix::signal(hangup) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match Settings::resolve(&matches) {
+            Ok(settings) => {
+                let before = read_only.swap(settings.read_only, Ordering::Relaxed);
+                if before != settings.read_only {
+                    tracing::warn!(read_only = settings.read_only, "read-only mode changed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the configuration does not resolve; nothing changed")
+            }
         }
     }
 }

@@ -101,6 +101,14 @@ pub(crate) struct ServeArgs {
     /// htpasswd file (bcrypt, `htpasswd -B`); turns auth and the token service on [default: off].
     #[arg(long, env = "MARINA_AUTH_HTPASSWD", value_name = "FILE")]
     auth_htpasswd: Option<String>,
+    /// Address of the operations listener (/metrics, /healthz, /readyz), e.g. 127.0.0.1:5001
+    /// [default: off].
+    #[arg(long, env = "MARINA_METRICS_LISTEN", value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
+    /// Refuse every push, mount, manifest PUT and DELETE with 405 (maintenance, read replicas):
+    /// true or false; re-read from the configuration file on SIGHUP [default: false].
+    #[arg(long, env = "MARINA_READ_ONLY", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    read_only: Option<String>,
     /// Log level (error, warn, info, debug, trace) or filter directives [default: info].
     #[arg(long, env = "MARINA_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
@@ -118,6 +126,10 @@ pub(crate) struct Settings {
     pub(crate) limits: marina_http::Limits,
     pub(crate) auth: Option<AuthConfig>,
     pub(crate) tls: Option<marina_http::tls::TlsFiles>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served apart from the API.
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// Whether writes are refused.
+    pub(crate) read_only: bool,
     pub(crate) log: LogConfig,
     /// Said once logging is up (deprecated or risky settings).
     pub(crate) warnings: Vec<String>,
@@ -164,6 +176,14 @@ impl Settings {
         let tls = tls(&s)?;
         let client_ca = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         let auth = auth::resolve(&s, &storage, client_ca)?;
+        let metrics_listen = s
+            .optional(
+                &names::METRICS_LISTEN,
+                "HOST:PORT such as 127.0.0.1:5001",
+                |v| v.parse().ok(),
+            )?
+            .map(|(address, _)| address);
+        let read_only = s.get(&names::READ_ONLY, "false", "true or false", parse::boolean)?;
         let levels = "a level (error, warn, info, debug, trace) or filter directives";
         let filter = s.get(&names::LOG_LEVEL, "info", levels, |v| {
             EnvFilter::try_new(v).ok()
@@ -180,6 +200,8 @@ impl Settings {
             limits,
             auth,
             tls,
+            metrics_listen,
+            read_only,
             log: LogConfig { filter, json },
             warnings,
         })

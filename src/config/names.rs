@@ -167,6 +167,18 @@ pub(super) const AUTH_THROTTLE_USER: Names = file_only("auth.throttle.per_user")
 pub(super) const AUTH_THROTTLE_ADDRESS: Names = file_only("auth.throttle.per_address");
 pub(super) const AUTH_GROUPS: Names = file_only("auth.groups");
 pub(super) const AUTH_ACCESS: Names = file_only("auth.access");
+pub(super) const METRICS_LISTEN: Names = Names {
+    id: "metrics_listen",
+    flag: "--metrics-listen",
+    env: "MARINA_METRICS_LISTEN",
+    key: "metrics.listen",
+};
+pub(super) const READ_ONLY: Names = Names {
+    id: "read_only",
+    flag: "--read-only",
+    env: "MARINA_READ_ONLY",
+    key: "read_only",
+};
 pub(super) const LOG_LEVEL: Names = Names {
     id: "log_level",
     flag: "--log-level",
@@ -181,7 +193,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 38] = [
+pub(super) const ALL: [&Names; 40] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -218,6 +230,8 @@ pub(super) const ALL: [&Names; 38] = [
     &AUTH_THROTTLE_ADDRESS,
     &AUTH_GROUPS,
     &AUTH_ACCESS,
+    &METRICS_LISTEN,
+    &READ_ONLY,
     &LOG_LEVEL,
     &LOG_FORMAT,
 ];

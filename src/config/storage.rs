@@ -18,6 +18,16 @@ pub(crate) enum StorageConfig {
     S3(S3Config),
 }
 
+impl StorageConfig {
+    /// The backend's name, as metrics label it.
+    pub(crate) fn backend(&self) -> &'static str {
+        match self {
+            Self::Filesystem { .. } => "filesystem",
+            Self::S3(_) => "s3",
+        }
+    }
+}
+
 impl fmt::Display for StorageConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -15,6 +15,7 @@ mod invariants;
 mod limits;
 mod management;
 mod memory;
+mod operations;
 mod pull;
 mod push;
 mod replica_race;

@@ -206,6 +206,22 @@ impl Endpoint {
         })
     }
 
+    /// Whether the request changes what is stored: every push, mount, manifest PUT and DELETE
+    /// (what read-only mode refuses). An upload session's status is a read.
+    #[must_use]
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Self::PutManifest { .. }
+                | Self::StartUpload { .. }
+                | Self::PatchUpload { .. }
+                | Self::FinishUpload { .. }
+                | Self::CancelUpload { .. }
+                | Self::DeleteManifest { .. }
+                | Self::DeleteBlob { .. }
+        )
+    }
+
     /// The route template, for logs and metrics (never the repository name).
     #[must_use]
     pub fn template(&self) -> &'static str {

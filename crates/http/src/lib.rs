@@ -7,12 +7,18 @@ mod drain;
 mod endpoint;
 mod error;
 mod handlers;
+pub mod health;
 mod limits;
+pub mod metrics;
 mod observe;
+mod ops;
 mod query;
 pub mod ranges;
 mod sendfile;
 pub mod tls;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use marina_registry::Registry;
@@ -21,6 +27,7 @@ pub use auth::{Auth, AuthSettings, Policy};
 pub use endpoint::{Endpoint, UploadStart};
 pub use error::ApiError;
 pub use limits::Limits;
+pub use ops::{Render, serve_ops};
 
 /// How the server treats its clients.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +38,8 @@ pub struct Options {
     pub auth: Option<std::sync::Arc<Auth>>,
     /// HTTPS with these certificates; `None` serves plain HTTP.
     pub tls: Option<std::sync::Arc<tls::Certificates>>,
+    /// While true, every write (push, mount, manifest PUT, DELETE) gets 405; flip it at will.
+    pub read_only: Arc<AtomicBool>,
 }
 
 /// Serves the API on `listener` with `options` until `shutdown` completes, then lets requests
@@ -55,13 +64,21 @@ pub async fn serve(
 
 /// The whole API as a router.
 fn router(registry: Registry, options: Options) -> Router {
-    let Options { limits, auth, .. } = options;
+    let Options {
+        limits,
+        auth,
+        read_only,
+        ..
+    } = options;
+    let health = Arc::new(health::Health::new(registry.clone()));
     Router::new()
         .fallback(handlers::handle)
         .with_state(handlers::AppState {
             registry,
             limits,
             auth,
+            health,
+            read_only,
         })
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -1,14 +1,15 @@
 //! What every response gets on its way out: a request id, the API version header, a log line
-//! (method, route template, status, bytes, duration), and a 500 with an OCI body for a panic.
+//! (method, route template, status, bytes, duration), its metrics, and a 500 with an OCI body
+//! for a panic.
 
 use std::any::Any;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -37,6 +38,13 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let started = Instant::now();
     let span = tracing::info_span!("request", id = %id);
+    let received = Arc::new(AtomicU64::new(0));
+    let request = request.map(|body| {
+        Body::new(Counted {
+            body,
+            seen: Arc::clone(&received),
+        })
+    });
     let mut response = next.run(request).instrument(span.clone()).await;
     let route = response
         .extensions()
@@ -51,7 +59,8 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| http_body::Body::size_hint(response.body()).exact());
     tracing::info!(
         parent: &span,
         method = %method,
@@ -62,6 +71,19 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         ms = started.elapsed().as_secs_f64() * 1e3,
         "request"
     );
+    crate::metrics::Finished {
+        method: &method,
+        route,
+        status: response.status(),
+        took: started.elapsed(),
+        received: received.load(Ordering::Relaxed),
+        sent: if method == Method::HEAD {
+            0
+        } else {
+            bytes.unwrap_or(0)
+        },
+    }
+    .record();
     let h = response.headers_mut();
     h.insert("Docker-Distribution-API-Version", value("registry/2.0"));
     h.insert("X-Request-Id", value(id));
@@ -76,20 +98,52 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     }
 }
 
-/// A request counted on its connection; it stops counting when dropped (the answer written,
-/// abandoned, or the handler panicked).
-struct UnderWay(Activity);
+/// A request counted on its connection and in flight; it stops counting when dropped (the
+/// answer written, abandoned, or the handler panicked).
+struct UnderWay(Activity, crate::metrics::InFlight);
 
 impl UnderWay {
     fn start(activity: &Activity) -> Self {
         activity.request_started();
-        Self(activity.clone())
+        Self(activity.clone(), crate::metrics::InFlight::start())
     }
 }
 
 impl Drop for UnderWay {
     fn drop(&mut self) {
         self.0.request_finished();
+    }
+}
+
+/// A request body that counts the bytes read from it.
+struct Counted {
+    body: Body,
+    seen: Arc<AtomicU64>,
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.seen.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -10,6 +10,7 @@
 //! repos/<name>/_uploads/<id>/{state,data}               an upload session
 //! catalog/<name>/_repo                                  one key per repository
 //! uploading/<name>/_repo                                the repository has had upload sessions
+//! health/<instance>                                     a replica's readiness probe
 //! ```
 //! Name components never start with `_`, so `_tags` and friends cannot collide with a name.
 
@@ -94,6 +95,11 @@ pub(crate) fn catalog() -> Key {
 
 pub(crate) fn catalog_entry(repo: &RepoName) -> Key {
     key(format!("catalog/{repo}{REPO_MARKER}"))
+}
+
+/// The readiness probe's key of one replica (`instance` is its random hex id).
+pub(crate) fn health(instance: &str) -> Key {
+    key(format!("health/{instance}"))
 }
 
 pub(crate) fn uploading() -> Key {

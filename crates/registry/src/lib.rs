@@ -5,9 +5,11 @@ mod blobs;
 mod catalog;
 mod error;
 mod hashing;
+mod health;
 mod keys;
 mod locks;
 mod manifests;
+pub mod metrics;
 mod referrers;
 mod tags;
 mod uploads;
@@ -70,17 +72,28 @@ pub struct Registry {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     sessions: Arc<locks::SessionLocks>,
+    /// This replica's random id, for its probe key and the events it sends.
+    instance: Arc<str>,
 }
 
 impl Registry {
     /// A registry over `store`.
     #[must_use]
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).expect("the OS random source works");
         Self {
             store,
             config: Arc::new(config),
             sessions: Arc::default(),
+            instance: hex::encode(id).into(),
         }
+    }
+
+    /// This replica's random id, new at every start.
+    #[must_use]
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// The registry's configuration.

@@ -17,7 +17,7 @@ use marina_oci::{Algorithm, Digest, Hasher, RepoName};
 use marina_store::{InputStream, Key, Part};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Registry, Result, keys};
+use crate::{Error, Registry, Result, keys, metrics};
 
 /// An upload session id: 128 random bits written as a UUID, safe as a key component.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -166,6 +166,7 @@ impl Registry {
         // looks again (see `purge_repo_uploads`).
         self.put_if_absent(&keys::uploading_entry(repo), bytes::Bytes::new())
             .await?;
+        metrics::sessions_begun(1);
         Ok(session.status())
     }
 
@@ -227,6 +228,7 @@ impl Registry {
         self.commit_blob(repo, &staged, parts, session.offset, digest)
             .await
             .map_err(|e| session.gone_if_missing(e))?;
+        metrics::sessions_ended(1);
         self.store.delete_prefix(&keys::upload(repo, id)).await?;
         Ok(())
     }
@@ -247,6 +249,7 @@ impl Registry {
             .finish_upload(repo, &session.id, digest, None, Some(body))
             .await;
         if outcome.is_err() {
+            metrics::sessions_ended(1);
             self.store
                 .delete_prefix(&keys::upload(repo, &session.id))
                 .await?;
@@ -262,6 +265,7 @@ impl Registry {
         let _turn = self.sessions.lock(id.as_ref()).await;
         self.load_held_session(repo, id).await?;
         self.store.delete_prefix(&keys::upload(repo, id)).await?;
+        metrics::sessions_ended(1);
         Ok(())
     }
 
@@ -282,7 +286,9 @@ impl Registry {
                 let Ok(repo) = name.parse::<RepoName>() else {
                     continue;
                 };
-                purged += self.purge_repo_uploads(&repo).await?;
+                let here = self.purge_repo_uploads(&repo).await?;
+                metrics::sessions_ended(here);
+                purged += here;
             }
             if !page.more {
                 return Ok(purged);

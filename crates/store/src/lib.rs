@@ -5,6 +5,7 @@ mod content;
 mod error;
 pub mod filesystem;
 mod key;
+pub mod measured;
 pub mod memory;
 pub mod s3;
 mod staging;

@@ -12,6 +12,7 @@ use marina_auth::{Action, Granted, Identity};
 use super::{Auth, SignIn};
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
+use crate::metrics::{AuthFailure, auth_failed};
 
 /// Who is asking, and what a token grants them (rules decide for Basic and anonymous callers).
 #[derive(Debug, Clone)]
@@ -56,15 +57,22 @@ pub(crate) async fn authenticate(
                 identity,
                 granted: None,
             }),
-            SignIn::Invalid => Err(challenge().with_message("the user name or password is wrong")),
-            SignIn::Throttled(wait) => Err(ApiError::throttled(wait)),
+            SignIn::Invalid => {
+                auth_failed(AuthFailure::Password);
+                Err(challenge().with_message("the user name or password is wrong"))
+            }
+            SignIn::Throttled(wait) => {
+                auth_failed(AuthFailure::Throttled);
+                Err(ApiError::throttled(wait))
+            }
         };
     }
     if scheme.eq_ignore_ascii_case("bearer") {
         let verifier = auth.verifier().ok_or_else(challenge)?;
-        let claims = verifier
-            .verify(credentials.trim())
-            .map_err(|e| challenge().with_message(&format!("the token was refused: {e}")))?;
+        let claims = verifier.verify(credentials.trim()).map_err(|e| {
+            auth_failed(AuthFailure::Token);
+            challenge().with_message(&format!("the token was refused: {e}"))
+        })?;
         if claims.use_.is_some() {
             return Err(challenge().with_message("a refresh token is not an access token"));
         }
@@ -129,9 +137,12 @@ pub(crate) fn authorize(
             endpoint,
             Some("insufficient_scope"),
         )),
-        (Identity::User(name), _) => Err(ApiError::denied(&format!(
-            "{name} may not {action} in {repository}"
-        ))),
+        (Identity::User(name), _) => {
+            auth_failed(AuthFailure::Denied);
+            Err(ApiError::denied(&format!(
+                "{name} may not {action} in {repository}"
+            )))
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use marina_auth::{Identity, Scope, TokenIssuer};
 
 use super::{Auth, SignIn, gate};
 use crate::error::ApiError;
+use crate::metrics::{AuthFailure, auth_failed};
 use crate::query::Query;
 
 /// The largest form body read.
@@ -56,8 +57,14 @@ async fn docker_form(
             let (user, password) = credentials.ok_or_else(wrong_password)?;
             match auth.sign_in(&user, &password, from).await {
                 SignIn::Valid(identity) => identity,
-                SignIn::Invalid => return Err(wrong_password()),
-                SignIn::Throttled(wait) => return Err(ApiError::throttled(wait).into_response()),
+                SignIn::Invalid => {
+                    auth_failed(AuthFailure::Password);
+                    return Err(wrong_password());
+                }
+                SignIn::Throttled(wait) => {
+                    auth_failed(AuthFailure::Throttled);
+                    return Err(ApiError::throttled(wait).into_response());
+                }
             }
         }
     };
@@ -108,8 +115,14 @@ async fn oauth_form(
             );
             let identity = match auth.sign_in(&user, &password, from).await {
                 SignIn::Valid(identity) => identity,
-                SignIn::Invalid => return Err(invalid_grant()),
-                SignIn::Throttled(wait) => return Err(ApiError::throttled(wait).into_response()),
+                SignIn::Invalid => {
+                    auth_failed(AuthFailure::Password);
+                    return Err(invalid_grant());
+                }
+                SignIn::Throttled(wait) => {
+                    auth_failed(AuthFailure::Throttled);
+                    return Err(ApiError::throttled(wait).into_response());
+                }
             };
             (identity, q.get("access_type").as_deref() == Some("offline"))
         }

@@ -62,6 +62,18 @@ impl ApiError {
         )
     }
 
+    pub(crate) fn read_only(method: &Method) -> Self {
+        let message = format!(
+            "the registry is read-only (maintenance or a read replica): {method} is refused; \
+             pulls and listings work"
+        );
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unsupported,
+            message,
+        )
+    }
+
     pub(crate) fn name_invalid(e: &impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

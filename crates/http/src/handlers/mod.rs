@@ -13,6 +13,7 @@ use marina_registry::Registry;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::request::Parts;
 use marina_auth::Identity;
@@ -23,6 +24,7 @@ use crate::connection::ConnectionInfo;
 use crate::drain::DrainOnDrop;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
+use crate::health::Health;
 use crate::limits::MinRate;
 use crate::sendfile::SendQueue;
 
@@ -36,6 +38,9 @@ pub(crate) struct AppState {
     pub(crate) registry: Registry,
     pub(crate) limits: Limits,
     pub(crate) auth: Option<Arc<Auth>>,
+    pub(crate) health: Arc<Health>,
+    /// Whether writes are refused now.
+    pub(crate) read_only: Arc<AtomicBool>,
 }
 
 /// Who is asking, and the auth that decides for them (none when auth is off).
@@ -66,6 +71,14 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
     let body = MinRate::wrap(body, &state.limits);
     let (body, leftover) = DrainOnDrop::wrap(body, &parts.headers);
     let from = peer(&parts);
+    if let Some(answer) = state.health.answer(&parts.method, parts.uri.path()).await {
+        let route = if parts.uri.path() == "/healthz" {
+            "/healthz"
+        } else {
+            "/readyz"
+        };
+        return labelled(answer, route, None);
+    }
     let response = match (&state.auth, parts.uri.path()) {
         (Some(auth), "/auth/token") => {
             let answer = auth::token_endpoint(auth, &parts, body, from);
@@ -84,6 +97,13 @@ async fn answer(state: &AppState, parts: &Parts, body: Body, from: IpAddr) -> Re
         Err(e) => return e.into_response(),
     };
     let template = endpoint.template();
+    if state.read_only.load(Ordering::Relaxed) && endpoint.writes() {
+        return labelled(
+            ApiError::read_only(&parts.method).into_response(),
+            template,
+            None,
+        );
+    }
     let caller = match &state.auth {
         None => Caller::anyone(),
         Some(auth) => match admit(auth, parts, from, &endpoint).await {
