@@ -2,6 +2,7 @@
 //! status, requests in flight, and failed sign-ins by reason. Labels come from bounded sets
 //! only (route templates, never repository names).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -20,8 +21,17 @@ pub const AUTH_FAILURES: &str = "marina_auth_failures_total";
 /// 1 while the last readiness probe passed, else 0.
 pub const READY: &str = "marina_ready";
 
-/// Describes the metrics above to the recorder (once, at start).
+/// Whether a recorder was installed: without one, requests skip the bookkeeping.
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether metrics are recorded at all.
+pub(crate) fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// Describes the metrics above to the recorder (once, at start), and turns their recording on.
 pub fn describe() {
+    ON.store(true, Ordering::Relaxed);
     describe_histogram!(
         REQUEST_DURATION,
         Unit::Seconds,
@@ -75,19 +85,24 @@ pub(crate) fn ready(ready: bool) {
     gauge!(READY).set(if ready { 1.0 } else { 0.0 });
 }
 
-/// Counts a request as in flight until dropped.
-pub(crate) struct InFlight;
+/// Counts a request as in flight until dropped (when metrics are on).
+pub(crate) struct InFlight(bool);
 
 impl InFlight {
     pub(crate) fn start() -> Self {
-        gauge!(IN_FLIGHT).increment(1.0);
-        Self
+        let on = on();
+        if on {
+            gauge!(IN_FLIGHT).increment(1.0);
+        }
+        Self(on)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!(IN_FLIGHT).decrement(1.0);
+        if self.0 {
+            gauge!(IN_FLIGHT).decrement(1.0);
+        }
     }
 }
 
@@ -103,6 +118,9 @@ pub(crate) struct Finished<'a> {
 
 impl Finished<'_> {
     pub(crate) fn record(self) {
+        if !on() {
+            return;
+        }
         let method = method_label(self.method);
         let status = self.status.as_u16().to_string();
         metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => self.route, "status" => status)

@@ -39,12 +39,16 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let span = tracing::info_span!("request", id = %id);
     let received = Arc::new(AtomicU64::new(0));
-    let request = request.map(|body| {
-        Body::new(Counted {
-            body,
-            seen: Arc::clone(&received),
+    let request = if crate::metrics::on() {
+        request.map(|body| {
+            Body::new(Counted {
+                body,
+                seen: Arc::clone(&received),
+            })
         })
-    });
+    } else {
+        request
+    };
     let mut response = next.run(request).instrument(span.clone()).await;
     let route = response
         .extensions()
@@ -100,18 +104,24 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
 
 /// A request counted on its connection and in flight; it stops counting when dropped (the
 /// answer written, abandoned, or the handler panicked).
-struct UnderWay(Activity, crate::metrics::InFlight);
+struct UnderWay {
+    activity: Activity,
+    _in_flight: crate::metrics::InFlight,
+}
 
 impl UnderWay {
     fn start(activity: &Activity) -> Self {
         activity.request_started();
-        Self(activity.clone(), crate::metrics::InFlight::start())
+        Self {
+            activity: activity.clone(),
+            _in_flight: crate::metrics::InFlight::start(),
+        }
     }
 }
 
 impl Drop for UnderWay {
     fn drop(&mut self) {
-        self.0.request_finished();
+        self.activity.request_finished();
     }
 }
 
