@@ -2,11 +2,16 @@
 //! status, requests in flight, and failed sign-ins by reason. Labels come from bounded sets
 //! only (route templates, never repository names).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 
 /// Request durations, by method, route template and status.
 pub const REQUEST_DURATION: &str = "marina_http_request_duration_seconds";
@@ -88,11 +93,14 @@ pub(crate) fn ready(ready: bool) {
 /// Counts a request as in flight until dropped (when metrics are on).
 pub(crate) struct InFlight(bool);
 
+/// The in-flight gauge's handle, made at first use (after the recorder is installed).
+static IN_FLIGHT_GAUGE: LazyLock<metrics::Gauge> = LazyLock::new(|| gauge!(IN_FLIGHT));
+
 impl InFlight {
     pub(crate) fn start() -> Self {
         let on = on();
         if on {
-            gauge!(IN_FLIGHT).increment(1.0);
+            IN_FLIGHT_GAUGE.increment(1.0);
         }
         Self(on)
     }
@@ -101,7 +109,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if self.0 {
-            gauge!(IN_FLIGHT).decrement(1.0);
+            IN_FLIGHT_GAUGE.decrement(1.0);
         }
     }
 }
@@ -121,19 +129,50 @@ impl Finished<'_> {
         if !on() {
             return;
         }
-        let method = method_label(self.method);
-        let status = self.status.as_u16().to_string();
-        metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => self.route, "status" => status)
-            .record(self.took.as_secs_f64());
+        let series = series(method_label(self.method), self.route, self.status.as_u16());
+        series.duration.record(self.took.as_secs_f64());
         if self.received > 0 {
-            counter!(REQUEST_BYTES, "method" => method, "route" => self.route)
-                .increment(self.received);
+            series.received.increment(self.received);
         }
         if self.sent > 0 {
-            counter!(RESPONSE_BYTES, "method" => method, "route" => self.route)
-                .increment(self.sent);
+            series.sent.increment(self.sent);
         }
     }
+}
+
+/// The handles of one method, route and status: made once, then shared, so a request costs a
+/// map lookup and atomic adds rather than building and hashing its labels in the recorder.
+struct Series {
+    duration: Histogram,
+    received: Counter,
+    sent: Counter,
+}
+
+type SeriesKey = (&'static str, &'static str, u16);
+
+/// Bounded: methods, route templates and statuses are fixed sets.
+static SERIES: LazyLock<RwLock<HashMap<SeriesKey, Arc<Series>>>> = LazyLock::new(RwLock::default);
+
+fn series(method: &'static str, route: &'static str, status: u16) -> Arc<Series> {
+    let key = (method, route, status);
+    let known = SERIES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .cloned();
+    if let Some(series) = known {
+        return series;
+    }
+    let mut all = SERIES.write().unwrap_or_else(PoisonError::into_inner);
+    let made = all.entry(key).or_insert_with(|| {
+        let status = status.to_string();
+        Arc::new(Series {
+            duration: histogram!(REQUEST_DURATION, "method" => method, "route" => route, "status" => status),
+            received: counter!(REQUEST_BYTES, "method" => method, "route" => route),
+            sent: counter!(RESPONSE_BYTES, "method" => method, "route" => route),
+        })
+    });
+    Arc::clone(made)
 }
 
 /// The method as a label from a fixed set: anything unusual is `other`.
