@@ -38,6 +38,40 @@ pub(crate) fn open(config: &AuthConfig) -> anyhow::Result<Arc<Auth>> {
     Ok(Arc::new(Auth::new(policy, issuer, config.settings.clone())))
 }
 
+/// What `marina config check` says of auth: the users, rules and keys read as start-up would
+/// read them, except that a signing key still to be made is not made.
+pub(crate) fn check(config: &AuthConfig) -> anyhow::Result<String> {
+    policy(config).map_err(anyhow::Error::msg)?;
+    let mut said = vec!["the users and access rules read".to_owned()];
+    if let Some(external) = &config.external {
+        match &external.keys {
+            TrustedKeys::Certificates(path) => read_keys(path, keys_from_certificates).map(drop)?,
+            TrustedKeys::Jwks(path) => read_keys(path, keys_from_jwks).map(drop)?,
+        }
+        said.push(format!(
+            "tokens of issuer {:?} are trusted",
+            external.issuer
+        ));
+    }
+    match config.token.as_ref().map(|t| (t, &t.key)) {
+        Some((_, KeySource::Kept(path))) if !path.exists() => said.push(format!(
+            "a token signing key will be made at first start, at {}",
+            path.display()
+        )),
+        Some((token, key)) => {
+            let pem = token_key(key)?;
+            TokenIssuer::from_pem(&pem, &token.issuer, &token.service)
+                .with_context(|| format!("the token key {}", key_path(key).display()))?;
+            said.push(format!(
+                "tokens are signed with {}",
+                key_path(key).display()
+            ));
+        }
+        None => {}
+    }
+    Ok(said.join("; "))
+}
+
 /// An external issuer's trusted keys from `path`.
 fn read_keys<T>(
     path: &Path,

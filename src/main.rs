@@ -1,8 +1,9 @@
 //! The `marina` binary: parse the command line, then serve the registry (the default) or run
-//! a subcommand (`marina bench`).
+//! a subcommand (`marina bench`, `marina config check`).
 
 mod auth;
 mod bench;
+mod check;
 mod config;
 mod logging;
 mod metrics;
@@ -12,11 +13,23 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
+/// What `marina --version` prints: the version, the commit it was built from, the target, and
+/// what is built in.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("MARINA_COMMIT"),
+    "\ntarget: ",
+    env!("MARINA_TARGET"),
+    "\nfeatures: storage (filesystem, s3), tls (rustls, aws-lc-rs), auth (htpasswd, tokens, \
+     external issuers, mTLS), metrics (prometheus)"
+);
+
 /// marina: an OCI Distribution registry.
 #[derive(Parser, Debug)]
 #[command(
     name = "marina",
-    version,
+    version = VERSION,
     about,
     long_about = None,
     args_conflicts_with_subcommands = true,
@@ -34,6 +47,18 @@ struct Cli {
 enum Command {
     /// Load-test a registry (any OCI registry) and print a table; compare two with --compare.
     Bench(bench::BenchArgs),
+    /// Work with the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `marina config ...`.
+#[derive(clap::Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate the configuration (the same flags, environment and file as serving), print
+    /// every setting with where it came from (secrets redacted), and check the storage, TLS
+    /// and auth files; exits non-zero if anything fails.
+    Check(config::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +69,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Bench(args)) => bench(args),
+        Some(Command::Config(ConfigCommand::Check(_))) => {
+            let check = matches
+                .subcommand_matches("config")
+                .and_then(|m| m.subcommand_matches("check"))
+                .expect("clap parsed config check");
+            check::run(check)
+        }
         None => serve(&matches),
     }
 }

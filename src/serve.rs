@@ -87,7 +87,7 @@ async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
 }
 
 /// Opens the configured storage; a bucket that cannot be reached stops start-up.
-async fn open_store(config: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(config: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
     match config {
         StorageConfig::Filesystem { path } => {
             let store = FileStore::open(path)

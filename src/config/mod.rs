@@ -17,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 use crate::logging::LogConfig;
 pub(crate) use auth::{AuthConfig, KeySource, RELOAD_EVERY, TrustedKeys, read_rules};
 use sources::Sources;
+pub(crate) use sources::Used;
 pub(crate) use storage::StorageConfig;
 
 /// The serve options as given on the command line or in the environment. The fields are read
@@ -133,6 +134,8 @@ pub(crate) struct Settings {
     pub(crate) log: LogConfig,
     /// Said once logging is up (deprecated or risky settings).
     pub(crate) warnings: Vec<String>,
+    /// Every setting as resolved, with its origin (for `marina config check`).
+    pub(crate) used: Vec<Used>,
 }
 
 /// A configuration error: one line naming source, value and what is accepted.
@@ -204,6 +207,7 @@ impl Settings {
             read_only,
             log: LogConfig { filter, json },
             warnings,
+            used: s.used(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Where settings come from: flags and environment (through clap) and the TOML file, each
 //! value with its origin so an error can name it. Precedence: flag > environment > file.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -39,10 +40,21 @@ impl fmt::Display for Origin {
     }
 }
 
-/// The sources, merged on lookup.
+/// The sources, merged on lookup; every value looked up is noted with its origin, for
+/// `marina config check`.
 pub(super) struct Sources<'a> {
     args: &'a ArgMatches,
     file: Option<(PathBuf, toml::Table)>,
+    used: RefCell<Vec<Used>>,
+}
+
+/// A setting as it was resolved: its name, value and origin.
+#[derive(Debug, Clone)]
+pub(crate) struct Used {
+    /// The TOML key, or the flag of a setting the file cannot hold.
+    pub(crate) name: &'static str,
+    pub(crate) value: String,
+    pub(crate) origin: String,
 }
 
 impl<'a> Sources<'a> {
@@ -52,7 +64,11 @@ impl<'a> Sources<'a> {
         config: &Names,
         known: &[&Names],
     ) -> Result<Self, ConfigError> {
-        let mut sources = Self { args, file: None };
+        let mut sources = Self {
+            args,
+            file: None,
+            used: RefCell::new(Vec::new()),
+        };
         if let Some((path, origin)) = sources.lookup(config) {
             let path = PathBuf::from(path);
             let table = load_file(&path, &origin)?;
@@ -95,7 +111,35 @@ impl<'a> Sources<'a> {
         let (raw, origin) = self
             .lookup(names)
             .unwrap_or_else(|| (default.to_owned(), Origin::Default));
+        self.note(names, &raw, &origin);
         parse(&raw).ok_or_else(|| invalid(&raw, &origin, accepted))
+    }
+
+    /// Notes a value looked up (the first time only).
+    fn note(&self, names: &Names, raw: &str, origin: &Origin) {
+        let name = if names.key.is_empty() {
+            names.flag
+        } else {
+            names.key
+        };
+        let mut used = self.used.borrow_mut();
+        if !used.iter().any(|u| u.name == name) {
+            used.push(Used {
+                name,
+                value: raw.to_owned(),
+                origin: origin.to_string(),
+            });
+        }
+    }
+
+    /// Notes that a setting resolved in code took its default.
+    pub(super) fn note_default(&self, names: &Names, default: &str) {
+        self.note(names, default, &Origin::Default);
+    }
+
+    /// Every setting looked up so far, in order.
+    pub(super) fn used(&self) -> Vec<Used> {
+        self.used.borrow().clone()
     }
 
     /// Parses a setting that may be absent.
@@ -107,6 +151,7 @@ impl<'a> Sources<'a> {
     ) -> Result<Option<(T, Origin)>, ConfigError> {
         self.lookup(names)
             .map(|(raw, origin)| {
+                self.note(names, &raw, &origin);
                 parse(&raw)
                     .map(|v| (v, origin.clone()))
                     .ok_or_else(|| invalid(&raw, &origin, accepted))

@@ -80,7 +80,10 @@ fn driver(s: &Sources<'_>, warnings: &mut Vec<String>) -> Result<(String, Origin
             warnings.push("STORAGE_TYPE is deprecated: use STORAGE_DRIVER".to_owned());
             Ok(chosen)
         }
-        (None, None) => Ok(("filesystem".to_owned(), Origin::Default)),
+        (None, None) => {
+            s.note_default(&names::DRIVER, "filesystem");
+            Ok(("filesystem".to_owned(), Origin::Default))
+        }
     }
 }
 
