@@ -19,10 +19,15 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: real OCI clients (the Docker engine among them), the reference registry,
 # Garage's C libraries, nginx for the proxy of scripts/conformance.sh --replicas, and
-# prometheus for promtool, which checks the /metrics output.
+# prometheus for promtool, which checks the /metrics output. For tests/container: debootstrap
+# (the offline stand-ins of the Containerfile's base images), runc (crun refuses hybrid
+# cgroups), the CNI plugins and iptables (podman's -p port mapping, as root), binutils
+# (readelf), systemd (systemd-analyze verify of deploy/systemd) and python3-yaml (the
+# deploy/kubernetes files parse).
 apt_packages=(skopeo buildah podman containerd umoci docker-registry jq curl openssl
               python3-venv libsodium-dev libzstd-dev pkg-config nginx-light apache2-utils docker.io
-              prometheus)
+              prometheus debootstrap runc containernetworking-plugins iptables binutils systemd
+              python3-yaml)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what the tests need
 # (idempotently), then runs formatting, lints, unit and integration tests (on the filesystem
-# and again on S3), the real-client end-to-end suite, the conformance runner's plumbing test, and
-# a bounded run of every fuzz target.
+# and again on S3), the real-client end-to-end suite, the container image (built offline from the
+# Containerfile, then run as the README says), the deploy/ files' checks, the conformance
+# runner's plumbing test, and a bounded run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # cargo install (Garage) puts binaries here; the tests find garage on PATH.
@@ -32,6 +33,12 @@ export MARINA_BIN="$PWD/target/release/marina"
 
 step "real clients end to end"
 bash tests/clients/run.sh
+
+step "container image (offline build of the Containerfile)"
+bash tests/container/run.sh
+
+step "deploy files (Kubernetes YAML, Grafana dashboard, systemd unit)"
+bash tests/container/deploy_check.sh
 
 step "conformance runner plumbing"
 bash tests/conformance/test_script.sh

@@ -58,7 +58,7 @@ enum ConfigCommand {
     /// Validate the configuration (the same flags, environment and file as serving), print
     /// every setting with where it came from (secrets redacted), and check the storage, TLS
     /// and auth files; exits non-zero if anything fails.
-    Check(config::ServeArgs),
+    Check(Box<config::ServeArgs>),
 }
 
 fn main() -> ExitCode {
