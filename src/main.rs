@@ -46,7 +46,7 @@ struct Cli {
 #[derive(clap::Subcommand, Debug)]
 enum Command {
     /// Load-test a registry (any OCI registry) and print a table; compare two with --compare.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match cli.command {
-        Some(Command::Bench(args)) => bench(args),
+        Some(Command::Bench(args)) => bench(*args),
         Some(Command::Config(ConfigCommand::Check(_))) => {
             let check = matches
                 .subcommand_matches("config")
