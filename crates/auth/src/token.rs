@@ -395,22 +395,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// `issued_at` as RFC 3339 (UTC), from Unix seconds.
-#[must_use]
-pub fn rfc3339(unix: u64) -> String {
-    let (days, secs) = (unix / 86_400, unix % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
-}
+pub use marina_oci::time::rfc3339;
 
 fn install_crypto() {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
@@ -652,13 +637,5 @@ mod tests {
         assert!(verifier.verify(&other).is_err());
         assert!(keys_from_jwks(r#"{"keys":[]}"#).is_err());
         assert!(keys_from_certificates("no pem here").is_err());
-    }
-
-    #[test]
-    fn rfc3339_dates_are_right() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_796_428_800), "2026-12-05T00:00:00Z");
-        assert_eq!(rfc3339(1_796_515_199), "2026-12-05T23:59:59Z");
     }
 }
