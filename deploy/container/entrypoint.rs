@@ -23,8 +23,7 @@ use std::process::{Command, ExitCode};
 const MARINA: &str = "/usr/local/bin/marina";
 /// The unprivileged user (and group) of distroless images, `nonroot` in their /etc/passwd.
 const NONROOT: u32 = 65532;
-/// marina's own default storage folder; the image's working directory is `/`, where
-/// `registry-data` is a link to `/data`.
+/// marina's own default storage folder, were the image's `STORAGE_PATH=/data` unset.
 const DEFAULT_STORAGE: &str = "./registry-data";
 
 fn main() -> ExitCode {

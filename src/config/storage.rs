@@ -48,7 +48,14 @@ pub(super) fn resolve(s: &Sources<'_>) -> Result<(StorageConfig, Vec<String>), C
     let mut warnings = Vec::new();
     let (driver, driver_origin) = driver(s, &mut warnings)?;
     let storage = if driver == "s3" {
-        refuse_if_set(s, &[&names::PATH], "s3", &driver_origin)?;
+        // A container image sets STORAGE_PATH for the filesystem; the platform running it on
+        // S3 cannot unset it. From the environment it is ignored, said once; elsewhere refused.
+        match s.lookup(&names::PATH) {
+            Some((path, Origin::Env(_))) => warnings.push(format!(
+                "STORAGE_PATH={path:?} is ignored: the storage driver is s3"
+            )),
+            _ => refuse_if_set(s, &[&names::PATH], "s3", &driver_origin)?,
+        }
         StorageConfig::S3(s3(s, &mut warnings)?)
     } else {
         refuse_if_set(

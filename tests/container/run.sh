@@ -466,8 +466,9 @@ if step "podman export of the image's file system" image_contents; then
   check_eq "no shell, compiler or package manager in the image" "" "$unwanted"
   check_eq "/data belongs to nonroot (65532)" "65532/65532" \
     "$(awk '$6 == "data/" { print $2 }' "$WORK/contents.txt")"
-  check_eq "/registry-data (marina's default folder, from /) links to /data" "/data" \
-    "$(awk '$6 == "registry-data" { print $8 }' "$WORK/contents.txt")"
+  check_eq "the image sets STORAGE_PATH=/data" yes \
+    "$(pm image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' marina-distribution |
+       grep -qx 'STORAGE_PATH=/data' && echo yes || echo no)"
   mkdir -p "$WORK/bin"
   if tar -xf "$WORK/contents.tar" -C "$WORK/bin" usr/local/bin/marina 2>/dev/null; then
     debug_sections=$(readelf -S -W "$WORK/bin/usr/local/bin/marina" | grep -cE '\.(debug_[a-z]+|symtab)\b' || true)

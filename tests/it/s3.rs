@@ -584,3 +584,33 @@ async fn a_part_over_the_copy_limit_is_streamed_into_place() {
         data[1_048_570..=1_048_580].to_vec()
     );
 }
+
+/// A container image sets STORAGE_PATH; run on S3, the platform cannot unset it. From the
+/// environment it is ignored (and said so), where a flag or file setting is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inherited_storage_path_is_ignored_on_s3() {
+    let node = garage::shared();
+    let mut env = garage::s3_env(&node.endpoint(), &garage::unique_prefix("inherited"));
+    env.push(("STORAGE_PATH".into(), "/nonexistent/data".into()));
+    let marina = Process::spawn(&[], &env).await;
+    let data = b"stored on S3 despite STORAGE_PATH".to_vec();
+    assert_eq!(
+        push_blob_via(&marina.base, "inherited", &data)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert!(!std::path::Path::new("/nonexistent/data").exists());
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
+        .args(["config", "check", "--storage-path", "/nonexistent/data"])
+        .envs(
+            env.iter()
+                .filter(|(k, _)| k != "STORAGE_PATH")
+                .map(|(k, v)| (k, v)),
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("flag --storage-path is set"), "{said}");
+}
