@@ -64,11 +64,23 @@ async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
             Some(certificates)
         }
     };
+    let notifier = match &settings.notifications {
+        None => None,
+        Some(config) => {
+            let notifier = marina_notify::Notifier::open(config.endpoints.clone(), &config.spool)
+                .with_context(|| {
+                format!("opening the notification spool {}", config.spool.display())
+            })?;
+            notifier.start();
+            Some(Arc::new(notifier))
+        }
+    };
     let options = marina_http::Options {
         limits: settings.limits,
         auth,
         tls,
         read_only,
+        notifier,
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

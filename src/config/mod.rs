@@ -4,6 +4,7 @@
 
 mod auth;
 mod names;
+mod notifications;
 pub(crate) mod parse;
 mod sources;
 mod storage;
@@ -16,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::logging::LogConfig;
 pub(crate) use auth::{AuthConfig, KeySource, RELOAD_EVERY, TrustedKeys, read_rules};
+pub(crate) use notifications::NotificationsConfig;
 use sources::Sources;
 pub(crate) use sources::Used;
 pub(crate) use storage::StorageConfig;
@@ -131,6 +133,8 @@ pub(crate) struct Settings {
     pub(crate) metrics_listen: Option<SocketAddr>,
     /// Whether writes are refused.
     pub(crate) read_only: bool,
+    /// Where events go, if anywhere.
+    pub(crate) notifications: Option<NotificationsConfig>,
     pub(crate) log: LogConfig,
     /// Said once logging is up (deprecated or risky settings).
     pub(crate) warnings: Vec<String>,
@@ -187,6 +191,7 @@ impl Settings {
             )?
             .map(|(address, _)| address);
         let read_only = s.get(&names::READ_ONLY, "false", "true or false", parse::boolean)?;
+        let notifications = notifications::resolve(&s, &storage)?;
         let levels = "a level (error, warn, info, debug, trace) or filter directives";
         let filter = s.get(&names::LOG_LEVEL, "info", levels, |v| {
             EnvFilter::try_new(v).ok()
@@ -205,6 +210,7 @@ impl Settings {
             tls,
             metrics_listen,
             read_only,
+            notifications,
             log: LogConfig { filter, json },
             warnings,
             used: s.used(),

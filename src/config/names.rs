@@ -179,6 +179,8 @@ pub(super) const READ_ONLY: Names = Names {
     env: "MARINA_READ_ONLY",
     key: "read_only",
 };
+pub(super) const NOTIFICATION_SPOOL: Names = file_only("notifications.spool");
+pub(super) const NOTIFICATION_ENDPOINTS: Names = file_only("notifications.endpoints");
 pub(super) const LOG_LEVEL: Names = Names {
     id: "log_level",
     flag: "--log-level",
@@ -193,7 +195,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 40] = [
+pub(super) const ALL: [&Names; 42] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -232,6 +234,8 @@ pub(super) const ALL: [&Names; 40] = [
     &AUTH_ACCESS,
     &METRICS_LISTEN,
     &READ_ONLY,
+    &NOTIFICATION_SPOOL,
+    &NOTIFICATION_ENDPOINTS,
     &LOG_LEVEL,
     &LOG_FORMAT,
 ];

@@ -95,6 +95,17 @@ impl<'a> Sources<'a> {
         Some((value, Origin::File(path.clone(), names.key)))
     }
 
+    /// A value of the file as TOML (tables and arrays of tables), for sections read whole.
+    pub(super) fn file_value(&self, names: &Names) -> Option<toml::Value> {
+        let (_, table) = self.file.as_ref()?;
+        let (parents, leaf) = names.key.rsplit_once('.').unwrap_or(("", names.key));
+        let mut current = table;
+        for part in parents.split('.').filter(|p| !p.is_empty()) {
+            current = current.get(part)?.as_table()?;
+        }
+        current.get(leaf).cloned()
+    }
+
     /// The configuration file, if there is one.
     pub(super) fn file_path(&self) -> Option<&Path> {
         self.file.as_ref().map(|(path, _)| path.as_path())

@@ -25,6 +25,7 @@ pub(crate) fn install() -> anyhow::Result<marina_http::Render> {
     marina_http::metrics::describe();
     marina_registry::metrics::describe();
     marina_store::measured::describe();
+    marina_notify::metrics::describe();
     process::started();
     tokio::spawn(upkeep(handle.clone()));
     Ok(std::sync::Arc::new(move || {

@@ -15,6 +15,7 @@ mod invariants;
 mod limits;
 mod management;
 mod memory;
+mod notifications;
 mod operations;
 mod pull;
 mod push;

@@ -6,6 +6,7 @@ mod connection;
 mod drain;
 mod endpoint;
 mod error;
+mod events;
 mod handlers;
 pub mod health;
 mod limits;
@@ -40,6 +41,8 @@ pub struct Options {
     pub tls: Option<std::sync::Arc<tls::Certificates>>,
     /// While true, every write (push, mount, manifest PUT, DELETE) gets 405; flip it at will.
     pub read_only: Arc<AtomicBool>,
+    /// Where events go (webhooks); `None` sends none.
+    pub notifier: Option<Arc<marina_notify::Notifier>>,
 }
 
 /// Serves the API on `listener` with `options` until `shutdown` completes, then lets requests
@@ -68,6 +71,7 @@ fn router(registry: Registry, options: Options) -> Router {
         limits,
         auth,
         read_only,
+        notifier,
         ..
     } = options;
     let health = Arc::new(health::Health::new(registry.clone()));
@@ -79,6 +83,7 @@ fn router(registry: Registry, options: Options) -> Router {
             auth,
             health,
             read_only,
+            notifier,
         })
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -38,6 +38,10 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let started = Instant::now();
     let span = tracing::info_span!("request", id = %id);
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(crate::events::RequestId(id.clone()));
     let received = Arc::new(AtomicU64::new(0));
     let request = if crate::metrics::on() {
         request.map(|body| {

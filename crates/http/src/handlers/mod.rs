@@ -24,6 +24,7 @@ use crate::connection::ConnectionInfo;
 use crate::drain::DrainOnDrop;
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
+use crate::events;
 use crate::health::Health;
 use crate::limits::MinRate;
 use crate::sendfile::SendQueue;
@@ -41,6 +42,8 @@ pub(crate) struct AppState {
     pub(crate) health: Arc<Health>,
     /// Whether writes are refused now.
     pub(crate) read_only: Arc<AtomicBool>,
+    /// Where events go.
+    pub(crate) notifier: Option<Arc<marina_notify::Notifier>>,
 }
 
 /// Who is asking, and the auth that decides for them (none when auth is off).
@@ -116,6 +119,8 @@ async fn answer(state: &AppState, parts: &Parts, body: Body, from: IpAddr) -> Re
         caller: &caller,
     };
     let sendfile = sendfile_queue(parts);
+    let notifier = state.notifier.as_deref();
+    let pending = notifier.and_then(|n| events::Pending::of(&endpoint, n));
     let response = dispatch(
         &state.registry,
         door,
@@ -126,6 +131,13 @@ async fn answer(state: &AppState, parts: &Parts, body: Body, from: IpAddr) -> Re
     )
     .await
     .unwrap_or_else(IntoResponse::into_response);
+    if let (Some(pending), Some(notifier)) = (pending, notifier)
+        && response.status().is_success()
+    {
+        let (answer, instance) = (response.headers().clone(), state.registry.instance());
+        let emitted = pending.emit(notifier, parts, &answer, &caller.identity, instance);
+        emitted.await;
+    }
     labelled(response, template, Some(caller.identity))
 }
 
