@@ -363,3 +363,61 @@ async fn read_only_from_the_flag_refuses_pushes_from_the_start() {
     .await;
     assert_eq!(catalog.status(), StatusCode::OK);
 }
+
+/// The example configuration of docs/ sets every key; each must resolve from the file (the
+/// storage folder is moved to a temporary one by a flag, and its TLS and auth files are
+/// missing here, which is all `config check` may complain of).
+#[test]
+fn the_example_configuration_resolves_every_key_from_the_file() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/marina.example.toml");
+    let storage = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
+        .args(["config", "check", "--config"])
+        .arg(&example)
+        .arg("--storage-path")
+        .arg(storage.path())
+        .env_remove("MARINA_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(!said.contains("FAIL configuration"), "{said}");
+    let table: toml::Table = std::fs::read_to_string(&example).unwrap().parse().unwrap();
+    let mut keys = Vec::new();
+    leaves(&table, "", &mut keys);
+    assert!(keys.len() > 25, "{keys:?}");
+    for key in keys.iter().filter(|k| *k != "storage.path") {
+        let line = format!("(key {key} in {})", example.display());
+        assert!(
+            said.contains(&line),
+            "{key} was not read from the file:\n{said}"
+        );
+    }
+    let failures: Vec<&str> = said.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        failures
+            .iter()
+            .all(|l| l.starts_with("FAIL tls") || l.starts_with("FAIL auth")),
+        "{said}"
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the missing files fail the check: {said}"
+    );
+}
+
+/// The dotted keys of scalar settings (tables of settings recursed; rule and endpoint lists,
+/// and the groups table, which are read whole, left out).
+fn leaves(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (key, value) in table {
+        let dotted = format!("{prefix}{key}");
+        match value {
+            toml::Value::Table(inner) if dotted != "auth.groups" => {
+                leaves(inner, &format!("{dotted}."), out)
+            }
+            toml::Value::Table(_) => {}
+            toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {}
+            _ => out.push(dotted),
+        }
+    }
+}

@@ -8,15 +8,15 @@ pub enum Error {
     NotFound(String),
     /// The input stream failed (for example, the client went away mid-upload).
     #[error("reading the input failed: {0}")]
-    Input(#[source] std::io::Error),
-    /// The backend failed.
-    #[error("storage I/O failed on {key}: {source}")]
+    Input(std::io::Error),
+    /// The backend failed. (The cause is in the message, so it is not also a `source`: error
+    /// chains would print it twice.)
+    #[error("storage I/O failed on {key}: {cause}")]
     Io {
         /// The key being worked on.
         key: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The backend cannot be reached for now.
     #[error("storage is unavailable: {0}")]
@@ -34,7 +34,7 @@ impl Error {
         } else {
             Self::Io {
                 key: key.to_string(),
-                source,
+                cause: source,
             }
         }
     }

@@ -159,7 +159,7 @@ impl ApiError {
     fn storage(fault: &marina_store::Error, message: &str) -> Self {
         use marina_store::Error as F;
         let io = match fault {
-            F::Io { source, .. } => Some(source),
+            F::Io { cause, .. } => Some(cause),
             F::Unavailable(_) => None,
             F::Busy(_) => {
                 let message = "the registry is busy with other uploads; try again shortly";

@@ -57,7 +57,7 @@ impl FileStore {
             .map_err(io)?;
         lock.try_lock().map_err(|_| Error::Io {
             key: root.display().to_string(),
-            source: std::io::Error::other(
+            cause: std::io::Error::other(
                 "another marina process is using this storage folder (its .lock is held)",
             ),
         })?;
