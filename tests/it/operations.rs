@@ -124,6 +124,24 @@ async fn metrics_count_the_traffic_sent_and_promtool_accepts_them() {
         300_000.0
     );
     assert_eq!(sample(&after, "marina_upload_sessions_open"), 0.0);
+    let start = format!("{}/v2/ops/app/blobs/uploads/", marina.base);
+    for _ in 0..2 {
+        assert_eq!(
+            send(Method::POST, &start, Vec::new()).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    let scrape = reqwest::get(format!("{ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(&samples(&scrape), "marina_upload_sessions_open"),
+        2.0,
+        "two sessions open"
+    );
     assert!(sample(&after, "process_resident_memory_bytes") > 1e6);
     assert!(
         after.keys().any(|k| k.starts_with(
@@ -362,6 +380,25 @@ async fn read_only_from_the_flag_refuses_pushes_from_the_start() {
     )
     .await;
     assert_eq!(catalog.status(), StatusCode::OK);
+    let ready = send(Method::GET, &format!("{}/readyz", marina.base), Vec::new()).await;
+    assert_eq!(
+        ready.status(),
+        StatusCode::OK,
+        "a read-only replica is ready"
+    );
+    // The configuration of a running server can be checked beside it (no storage lock taken).
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
+        .args(["config", "check", "--read-only", "--storage-path"])
+        .arg(dir.path())
+        .env_remove("MARINA_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{said}");
+    assert!(
+        said.contains("read_only") && said.contains("is writable"),
+        "{said}"
+    );
 }
 
 /// The example configuration of docs/ sets every key; each must resolve from the file (the

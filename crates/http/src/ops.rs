@@ -2,6 +2,8 @@
 //! renders) and the same `/healthz` and `/readyz` as the API port.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -17,9 +19,13 @@ pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 #[derive(Clone)]
 struct OpsState {
+    registry: Registry,
     health: Arc<Health>,
     render: Render,
 }
+
+/// How long a scrape waits for the upload sessions to be counted (else the last count stands).
+const COUNT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` completes.
 ///
@@ -28,11 +34,13 @@ struct OpsState {
 pub async fn serve_ops(
     listener: tokio::net::TcpListener,
     registry: Registry,
+    read_only: Arc<AtomicBool>,
     render: Render,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = OpsState {
-        health: Arc::new(Health::new(registry)),
+        health: Arc::new(Health::new(registry.clone(), read_only)),
+        registry,
         render,
     };
     let app = Router::new().fallback(answer).with_state(state);
@@ -48,6 +56,9 @@ async fn answer(State(state): State<OpsState>, request: Request) -> Response {
     }
     match (method, path) {
         (&Method::GET, "/metrics") => {
+            // Counted per scrape: the cadence Prometheus chooses, and nothing when unscraped.
+            let counted = state.registry.record_upload_sessions();
+            let _ = tokio::time::timeout(COUNT_TIMEOUT, counted).await;
             let render = Arc::clone(&state.render);
             let text = tokio::task::spawn_blocking(move || render())
                 .await

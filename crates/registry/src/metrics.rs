@@ -1,25 +1,28 @@
-//! The registry's metrics: upload sessions begun and ended. Every replica counts the sessions
-//! it begins (+1) and the ones it finishes, cancels or purges (-1), so the sum over replicas is
-//! the number open, whichever replica begins or ends each one.
+//! The registry's metrics: the upload sessions the store holds, counted by listing them at
+//! each scrape (every replica counts the same sessions: take the maximum, not the sum).
 
 use metrics::{describe_gauge, gauge};
 
-/// Upload sessions open: begun here minus ended here (sum it over replicas).
+use crate::Registry;
+
+/// Upload sessions in the store, as last counted.
 pub const UPLOAD_SESSIONS_OPEN: &str = "marina_upload_sessions_open";
 
 /// Describes the metrics above to the recorder (once, at start).
 pub fn describe() {
     describe_gauge!(
         UPLOAD_SESSIONS_OPEN,
-        "Upload sessions begun on this replica minus those it finished, cancelled or purged; \
-         the sum over replicas is the number open."
+        "Upload sessions the store holds, as last counted (every replica counts them all)."
     );
 }
 
-pub(crate) fn sessions_begun(n: usize) {
-    gauge!(UPLOAD_SESSIONS_OPEN).increment(n as f64);
-}
-
-pub(crate) fn sessions_ended(n: usize) {
-    gauge!(UPLOAD_SESSIONS_OPEN).decrement(n as f64);
+impl Registry {
+    /// Counts the upload sessions and records the count; a failed count is logged and the
+    /// last one stays.
+    pub async fn record_upload_sessions(&self) {
+        match self.count_upload_sessions().await {
+            Ok(n) => gauge!(UPLOAD_SESSIONS_OPEN).set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "counting the upload sessions failed"),
+        }
+    }
 }

@@ -17,7 +17,7 @@ use marina_oci::{Algorithm, Digest, Hasher, RepoName};
 use marina_store::{InputStream, Key, Part};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Registry, Result, keys, metrics};
+use crate::{Error, Registry, Result, keys};
 
 /// An upload session id: 128 random bits written as a UUID, safe as a key component.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -166,7 +166,6 @@ impl Registry {
         // looks again (see `purge_repo_uploads`).
         self.put_if_absent(&keys::uploading_entry(repo), bytes::Bytes::new())
             .await?;
-        metrics::sessions_begun(1);
         Ok(session.status())
     }
 
@@ -228,7 +227,6 @@ impl Registry {
         self.commit_blob(repo, &staged, parts, session.offset, digest)
             .await
             .map_err(|e| session.gone_if_missing(e))?;
-        metrics::sessions_ended(1);
         self.store.delete_prefix(&keys::upload(repo, id)).await?;
         Ok(())
     }
@@ -249,7 +247,6 @@ impl Registry {
             .finish_upload(repo, &session.id, digest, None, Some(body))
             .await;
         if outcome.is_err() {
-            metrics::sessions_ended(1);
             self.store
                 .delete_prefix(&keys::upload(repo, &session.id))
                 .await?;
@@ -265,7 +262,6 @@ impl Registry {
         let _turn = self.sessions.lock(id.as_ref()).await;
         self.load_held_session(repo, id).await?;
         self.store.delete_prefix(&keys::upload(repo, id)).await?;
-        metrics::sessions_ended(1);
         Ok(())
     }
 
@@ -286,12 +282,43 @@ impl Registry {
                 let Ok(repo) = name.parse::<RepoName>() else {
                     continue;
                 };
-                let here = self.purge_repo_uploads(&repo).await?;
-                metrics::sessions_ended(here);
-                purged += here;
+                purged += self.purge_repo_uploads(&repo).await?;
             }
             if !page.more {
                 return Ok(purged);
+            }
+            last = page.items.last().cloned();
+        }
+    }
+
+    /// How many upload sessions the store holds, in every repository (for the metrics).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn count_upload_sessions(&self) -> Result<usize> {
+        let mut count = 0;
+        let mut last: Option<String> = None;
+        loop {
+            let page = self
+                .marked_repos(&keys::uploading(), last.as_deref(), PURGE_PAGE)
+                .await?;
+            for repo in page.items.iter().filter_map(|n| n.parse::<RepoName>().ok()) {
+                let mut after: Option<String> = None;
+                loop {
+                    let prefix = keys::uploads(&repo);
+                    let keys = self
+                        .store
+                        .list(&prefix, after.as_deref(), PURGE_PAGE)
+                        .await?;
+                    count += keys.iter().filter(|k| k.ends_with("/state")).count();
+                    if keys.len() < PURGE_PAGE {
+                        break;
+                    }
+                    after = keys.last().cloned();
+                }
+            }
+            if !page.more {
+                return Ok(count);
             }
             last = page.items.last().cloned();
         }
