@@ -155,6 +155,15 @@ fn endpoint(w: Written) -> Result<EndpointConfig, String> {
             w.format
         ))
     })?;
+    for (header, value) in &w.headers {
+        let valid = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok()
+            && reqwest::header::HeaderValue::from_str(value).is_ok();
+        if !valid {
+            return Err(named(format!(
+                "header {header:?} is not a valid HTTP header"
+            )));
+        }
+    }
     if w.max_queue == 0 {
         return Err(named("max_queue must be at least 1".into()));
     }

@@ -27,16 +27,20 @@ pub(crate) async fn run(endpoint: Arc<Endpoint>, client: reqwest::Client) {
     let name = endpoint.config.name.clone();
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let spool = &endpoint.spool;
-        let next = match spool.oldest() {
-            Ok(next) => next,
-            Err(e) => {
+        let next = {
+            let endpoint = Arc::clone(&endpoint);
+            tokio::task::spawn_blocking(move || endpoint.spool.oldest()).await
+        };
+        let next = match next {
+            Ok(Ok(next)) => next,
+            Ok(Err(e)) => {
                 tracing::error!(endpoint = %name, error = %e, "cannot read the notification spool");
                 tokio::time::sleep(IDLE_LOOK).await;
                 continue;
             }
+            Err(_) => continue,
         };
-        let Some((path, queued)) = next else {
+        let Some((sequence, queued)) = next else {
             let _ = tokio::time::timeout(IDLE_LOOK, endpoint.wake.notified()).await;
             continue;
         };
@@ -44,13 +48,13 @@ pub(crate) async fn run(endpoint: Arc<Endpoint>, client: reqwest::Client) {
             tracing::warn!(endpoint = %name, event = %queued.event.id, age = ?queued.age(),
                 "a notification older than max_age was dropped");
             counted(&name, Outcome::Dropped);
-            remove(&endpoint, &path);
+            remove(&endpoint, sequence).await;
             continue;
         }
         match post(&endpoint, &client, &queued.event).await {
             Ok(()) => {
                 counted(&name, Outcome::Delivered);
-                remove(&endpoint, &path);
+                remove(&endpoint, sequence).await;
                 backoff = FIRST_BACKOFF;
             }
             Err(why) => {
@@ -64,10 +68,14 @@ pub(crate) async fn run(endpoint: Arc<Endpoint>, client: reqwest::Client) {
     }
 }
 
-fn remove(endpoint: &Endpoint, path: &std::path::Path) {
-    if let Err(e) = endpoint.spool.remove(path) {
-        tracing::error!(endpoint = %endpoint.config.name, file = %path.display(), error = %e,
-            "cannot remove a handled notification");
+/// Removes a handled event. If its file cannot be removed, the event is forgotten all the
+/// same (it would otherwise be sent again and again at once); a restart sends it again.
+async fn remove(endpoint: &Arc<Endpoint>, sequence: u64) {
+    let owned = Arc::clone(endpoint);
+    let removed = tokio::task::spawn_blocking(move || owned.spool.remove(sequence)).await;
+    if let Ok(Err(e)) = removed {
+        tracing::error!(endpoint = %endpoint.config.name, sequence, error = %e,
+            "cannot remove a handled notification from the spool");
     }
 }
 
