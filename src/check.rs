@@ -119,9 +119,13 @@ async fn checks(settings: &Settings) -> Vec<(&'static str, Outcome)> {
     outcomes
 }
 
-/// Opens the storage as start-up does (a filesystem store's folder is made if missing) and
-/// lists one key.
+/// Whether the storage answers. A filesystem folder is made if missing (as start-up would)
+/// and written to, without taking its lock, so a running server's configuration can be
+/// checked beside it; a bucket is opened as start-up does and listed.
 async fn storage(config: &StorageConfig) -> Outcome {
+    if let StorageConfig::Filesystem { path } = config {
+        return writable(path).map(|()| format!("{config} is writable"));
+    }
     let listed = async {
         let store = crate::serve::open_store(config).await?;
         let root = marina_store::Key::new("catalog/").expect("a valid key");
@@ -136,4 +140,16 @@ async fn storage(config: &StorageConfig) -> Outcome {
             STORAGE_TIMEOUT.as_secs()
         ),
     }
+}
+
+/// Makes `folder` if missing, and writes and removes a file in it.
+fn writable(folder: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot make the storage folder {}", folder.display()))?;
+    let probe = folder.join(format!(".config-check-{}", std::process::id()));
+    std::fs::write(&probe, b"marina config check")
+        .with_context(|| format!("cannot write in the storage folder {}", folder.display()))?;
+    std::fs::remove_file(&probe).with_context(|| format!("cannot remove {}", probe.display()))?;
+    Ok(())
 }

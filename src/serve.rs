@@ -44,7 +44,13 @@ async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen for metrics on {address}"))?;
         tracing::info!(listen = %address, "serving /metrics, /healthz and /readyz");
-        let ops = marina_http::serve_ops(listener, registry.clone(), render, shutdown_signal());
+        let ops = marina_http::serve_ops(
+            listener,
+            registry.clone(),
+            Arc::clone(&read_only),
+            render,
+            shutdown_signal(),
+        );
         tokio::spawn(async move {
             if let Err(e) = ops.await {
                 tracing::error!(error = %e, "the operations listener failed");

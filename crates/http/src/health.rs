@@ -1,8 +1,10 @@
 //! `/healthz` (the process serves) and `/readyz` (the store answers a probe write and read in
-//! time), on the API port and the metrics port alike, without auth. A probe's outcome is reused
+//! time; a listing, while read-only), on the API port and the metrics port alike, without auth. A probe's outcome is reused
 //! for a second and probers arriving meanwhile wait for the one under way, so any number of
 //! them cost at most one store round trip a second.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -18,15 +20,18 @@ const REUSE_FOR: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Health {
     registry: Registry,
+    /// While read-only, the probe only reads: a read replica may have no write access.
+    read_only: Arc<AtomicBool>,
     last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 impl Health {
-    /// The health endpoints of `registry`.
+    /// The health endpoints of `registry`, read-only while `read_only` says so.
     #[must_use]
-    pub fn new(registry: Registry) -> Self {
+    pub fn new(registry: Registry, read_only: Arc<AtomicBool>) -> Self {
         Self {
             registry,
+            read_only,
             last: tokio::sync::Mutex::new(None),
         }
     }
@@ -54,7 +59,14 @@ impl Health {
         {
             return outcome.clone();
         }
-        let outcome = match tokio::time::timeout(PROBE_TIMEOUT, self.registry.probe()).await {
+        let probe = async {
+            if self.read_only.load(Ordering::Relaxed) {
+                self.registry.probe_read().await
+            } else {
+                self.registry.probe().await
+            }
+        };
+        let outcome = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!(
                 "the store did not answer a probe within {} s",

@@ -74,7 +74,10 @@ fn router(registry: Registry, options: Options) -> Router {
         notifier,
         ..
     } = options;
-    let health = Arc::new(health::Health::new(registry.clone()));
+    let health = Arc::new(health::Health::new(
+        registry.clone(),
+        Arc::clone(&read_only),
+    ));
     Router::new()
         .fallback(handlers::handle)
         .with_state(handlers::AppState {

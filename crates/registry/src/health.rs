@@ -1,5 +1,6 @@
 //! Whether the store serves this replica: a small write under `health/<instance>`, read back
-//! and removed (so restarts leave no keys behind).
+//! and removed (so restarts leave no keys behind); or, for a read-only replica (perhaps on
+//! read-only credentials), one listing.
 
 use bytes::Bytes;
 
@@ -26,5 +27,19 @@ impl Registry {
         } else {
             Err(format!("{key} read back another value than was written"))
         }
+    }
+}
+
+impl Registry {
+    /// Lists one key of the catalog: what a read-only replica needs of the store.
+    ///
+    /// # Errors
+    /// Why the store failed the probe, in words.
+    pub async fn probe_read(&self) -> Result<(), String> {
+        let catalog = keys::catalog();
+        let listed = self.store.list(&catalog, None, 1).await;
+        listed
+            .map(drop)
+            .map_err(|e| format!("listing {catalog}: {e}"))
     }
 }
