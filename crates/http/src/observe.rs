@@ -45,9 +45,10 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     let received = Arc::new(AtomicU64::new(0));
     let request = if crate::metrics::on() {
         request.map(|body| {
-            Body::new(Counted {
+            Body::new(Observed {
                 body,
-                seen: Arc::clone(&received),
+                seen: Some(Arc::clone(&received)),
+                _guard: None,
             })
         })
     } else {
@@ -97,9 +98,10 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     h.insert("X-Request-Id", value(id));
     match under_way {
         Some(guard) => response.map(|body| {
-            Body::new(Answering {
+            Body::new(Observed {
                 body,
-                _guard: guard,
+                seen: None,
+                _guard: Some(guard),
             })
         }),
         None => response,
@@ -129,13 +131,15 @@ impl Drop for UnderWay {
     }
 }
 
-/// A request body that counts the bytes read from it.
-struct Counted {
+/// A body on its way: a request's, counting the bytes read from it, or an answer's, holding
+/// its request's [`UnderWay`] until the server drops it.
+struct Observed {
     body: Body,
-    seen: Arc<AtomicU64>,
+    seen: Option<Arc<AtomicU64>>,
+    _guard: Option<UnderWay>,
 }
 
-impl http_body::Body for Counted {
+impl http_body::Body for Observed {
     type Data = bytes::Bytes;
     type Error = axum::Error;
 
@@ -144,38 +148,12 @@ impl http_body::Body for Counted {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
         let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+        if let (std::task::Poll::Ready(Some(Ok(frame))), Some(seen)) = (&polled, &self.seen)
             && let Some(data) = frame.data_ref()
         {
-            self.seen.fetch_add(data.len() as u64, Ordering::Relaxed);
+            seen.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
         polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// An answer's body, which holds its request's [`UnderWay`] until the server drops it.
-struct Answering {
-    body: Body,
-    _guard: UnderWay,
-}
-
-impl http_body::Body for Answering {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -57,14 +57,8 @@ pub(crate) async fn authenticate(
                 identity,
                 granted: None,
             }),
-            SignIn::Invalid => {
-                auth_failed(AuthFailure::Password);
-                Err(challenge().with_message("the user name or password is wrong"))
-            }
-            SignIn::Throttled(wait) => {
-                auth_failed(AuthFailure::Throttled);
-                Err(ApiError::throttled(wait))
-            }
+            SignIn::Invalid => Err(challenge().with_message("the user name or password is wrong")),
+            SignIn::Throttled(wait) => Err(ApiError::throttled(wait)),
         };
     }
     if scheme.eq_ignore_ascii_case("bearer") {

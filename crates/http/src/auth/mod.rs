@@ -13,6 +13,8 @@ use std::time::Duration;
 use marina_auth::{Acl, Granted, Htpasswd, Identity, Throttle, TokenIssuer, TokenVerifier};
 
 pub(crate) use gate::{Caller, authenticate, authorize};
+
+use crate::metrics::{AuthFailure, auth_failed};
 pub(crate) use token_endpoint::answer as token_endpoint;
 
 /// The users and rules in force; replaced whole when their files change.
@@ -123,10 +125,11 @@ impl Auth {
         gate::allows(self, caller, repository, marina_auth::Action::Pull)
     }
 
-    /// Checks a user's password off the async workers, counting failures; `None` when the
-    /// user or address is throttled (with how long to wait).
+    /// Checks a user's password off the async workers, counting failures (for the throttle
+    /// and the metrics); `Throttled` when the user or address is (with how long to wait).
     async fn sign_in(&self, user: &str, password: &str, from: IpAddr) -> SignIn {
         if let Some(wait) = self.throttle.wait(user, from) {
+            auth_failed(AuthFailure::Throttled);
             return SignIn::Throttled(wait);
         }
         let policy = self.policy();
@@ -139,6 +142,7 @@ impl Auth {
             SignIn::Valid(Identity::User(user.to_owned()))
         } else {
             self.throttle.failed(user, from);
+            auth_failed(AuthFailure::Password);
             SignIn::Invalid
         }
     }

@@ -13,7 +13,6 @@ use marina_auth::{Identity, Scope, TokenIssuer};
 
 use super::{Auth, SignIn, gate};
 use crate::error::ApiError;
-use crate::metrics::{AuthFailure, auth_failed};
 use crate::query::Query;
 
 /// The largest form body read.
@@ -55,17 +54,7 @@ async fn docker_form(
                 .then(|| gate::basic(encoded.trim()))
                 .flatten();
             let (user, password) = credentials.ok_or_else(wrong_password)?;
-            match auth.sign_in(&user, &password, from).await {
-                SignIn::Valid(identity) => identity,
-                SignIn::Invalid => {
-                    auth_failed(AuthFailure::Password);
-                    return Err(wrong_password());
-                }
-                SignIn::Throttled(wait) => {
-                    auth_failed(AuthFailure::Throttled);
-                    return Err(ApiError::throttled(wait).into_response());
-                }
-            }
+            signed_in(auth, &user, &password, from, wrong_password).await?
         }
     };
     let scopes: Vec<Scope> = q
@@ -75,6 +64,22 @@ async fn docker_form(
         .collect();
     let offline = q.get("offline_token").as_deref() == Some("true");
     issue(auth, issuer, &identity, &scopes, offline).map_err(IntoResponse::into_response)
+}
+
+/// The user a password signs in, or the answer refusing it: `refused` for a wrong password,
+/// 429 for a throttled user or address.
+async fn signed_in(
+    auth: &Auth,
+    user: &str,
+    password: &str,
+    from: IpAddr,
+    refused: impl FnOnce() -> Response,
+) -> Result<Identity, Response> {
+    match auth.sign_in(user, password, from).await {
+        SignIn::Valid(identity) => Ok(identity),
+        SignIn::Invalid => Err(refused()),
+        SignIn::Throttled(wait) => Err(ApiError::throttled(wait).into_response()),
+    }
 }
 
 /// Wrong or unreadable Basic credentials on the token endpoint: 401, asking for Basic.
@@ -113,17 +118,7 @@ async fn oauth_form(
                 q.get("username").unwrap_or_default(),
                 q.get("password").unwrap_or_default(),
             );
-            let identity = match auth.sign_in(&user, &password, from).await {
-                SignIn::Valid(identity) => identity,
-                SignIn::Invalid => {
-                    auth_failed(AuthFailure::Password);
-                    return Err(invalid_grant());
-                }
-                SignIn::Throttled(wait) => {
-                    auth_failed(AuthFailure::Throttled);
-                    return Err(ApiError::throttled(wait).into_response());
-                }
-            };
+            let identity = signed_in(auth, &user, &password, from, invalid_grant).await?;
             (identity, q.get("access_type").as_deref() == Some("offline"))
         }
         Some("refresh_token") => {

@@ -35,7 +35,8 @@ pub(super) fn verifier(
 }
 
 /// The Common Name of a certificate's subject (its last, as X.509 orders them), or `None`
-/// when the subject has none or the DER does not read.
+/// when the subject has none (or an empty one, or one not in UTF-8, Printable, IA5 or Teletex
+/// strings) or the DER does not read.
 #[must_use]
 pub fn common_name(certificate: &[u8]) -> Option<String> {
     let (_, body, _) = element(certificate)?; // Certificate
@@ -68,6 +69,7 @@ fn common_name_of(set: &[u8]) -> Option<String> {
         matches!(kind, 0x0c | 0x13 | 0x16 | 0x14)
             .then(|| String::from_utf8(value.to_vec()).ok())
             .flatten()
+            .filter(|name| !name.is_empty())
     })
 }
 
