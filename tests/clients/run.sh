@@ -73,7 +73,7 @@ remove_work() {
 }
 
 on_exit() {
-  local rc=$? passed failed
+  local rc=$? failed
   set +e
   trap - EXIT INT TERM
   if [ "$MAIN_DONE" != 1 ]; then
@@ -83,8 +83,7 @@ on_exit() {
   stop_pid "$DOCKERD_PID" dockerd
   stop_pid "$AUTH_PID" "marina (auth)"
   stop_pid "$MARINA_PID" marina
-  passed=$(grep -c '^ok$' "$RESULTS" 2>/dev/null)
-  failed=$(grep -c '^FAIL$' "$RESULTS" 2>/dev/null)
+  failed=$(failed_count)
   if [ "${failed:-0}" != 0 ] && [ -s "$MARINA_LOG" ]; then
     local lines
     lines=$(grep -E 'status=[45][0-9][0-9]' "$MARINA_LOG" | grep -vE 'method=HEAD .*status=404' | tail -n 25)
@@ -104,10 +103,7 @@ on_exit() {
     if [ "${failed:-0}" != 0 ]; then note "rerun with KEEP_WORK=1 to keep marina's log and storage"; fi
     remove_work
   fi
-  note "wall time: $((SECONDS - START_SECONDS)) s"
-  printf '%s passed, %s failed\n' "${passed:-0}" "${failed:-0}"
-  if [ "${failed:-0}" = 0 ] && [ "${passed:-0}" != 0 ]; then exit 0; fi
-  exit 1
+  summarize_and_exit
 }
 trap on_exit EXIT
 trap 'exit 130' INT

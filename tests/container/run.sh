@@ -119,7 +119,7 @@ restore_globals() {
 }
 
 on_exit() {
-  local rc=$? passed failed c
+  local rc=$? c
   set +e
   trap - EXIT INT TERM
   if [ "$MAIN_DONE" != 1 ]; then
@@ -130,17 +130,12 @@ on_exit() {
     pm volume prune -f >/dev/null 2>&1
   fi
   restore_globals
-  passed=$(grep -c '^ok$' "$RESULTS" 2>/dev/null)
-  failed=$(grep -c '^FAIL$' "$RESULTS" 2>/dev/null)
   if [ "${KEEP_WORK:-0}" = 1 ]; then
     note "work folder kept: $WORK"
   else
     rm -rf -- "$WORK"
   fi
-  note "wall time: $((SECONDS - START_SECONDS)) s"
-  printf '%s passed, %s failed\n' "${passed:-0}" "${failed:-0}"
-  if [ "${failed:-0}" = 0 ] && [ "${passed:-0}" != 0 ]; then exit 0; fi
-  exit 1
+  summarize_and_exit
 }
 trap on_exit EXIT
 trap 'exit 130' INT
