@@ -10,18 +10,18 @@ ok()   { printf 'ok  - %s\n' "$*"; echo ok >>"$RESULTS"; }
 fail() { printf 'FAIL - %s\n' "$*"; echo FAIL >>"$RESULTS"; }
 note() { printf '# %s\n' "$*"; }
 
-# failed_count: how many checks failed so far.
-failed_count() { grep -c '^FAIL$' "$RESULTS" 2>/dev/null; }
+# tally: counts the checks recorded so far into PASSED and FAILED (before $RESULTS is removed).
+tally() {
+  PASSED=$(grep -c '^ok$' "$RESULTS" 2>/dev/null)
+  FAILED=$(grep -c '^FAIL$' "$RESULTS" 2>/dev/null)
+}
 
-# summarize_and_exit: the wall time (since START_SECONDS) and `N passed, M failed`; exits 0
-# only if some check passed and none failed.
+# summarize_and_exit: the wall time (since START_SECONDS) and `N passed, M failed` as the last
+# `tally` counted them; exits 0 only if some check passed and none failed.
 summarize_and_exit() {
-  local passed failed
-  passed=$(grep -c '^ok$' "$RESULTS" 2>/dev/null)
-  failed=$(failed_count)
   note "wall time: $((SECONDS - START_SECONDS)) s"
-  printf '%s passed, %s failed\n' "${passed:-0}" "${failed:-0}"
-  if [ "${failed:-0}" = 0 ] && [ "${passed:-0}" != 0 ]; then exit 0; fi
+  printf '%s passed, %s failed\n' "${PASSED:-0}" "${FAILED:-0}"
+  if [ "${FAILED:-0}" = 0 ] && [ "${PASSED:-0}" != 0 ]; then exit 0; fi
   exit 1
 }
 

@@ -73,7 +73,7 @@ remove_work() {
 }
 
 on_exit() {
-  local rc=$? failed
+  local rc=$?
   set +e
   trap - EXIT INT TERM
   if [ "$MAIN_DONE" != 1 ]; then
@@ -83,8 +83,8 @@ on_exit() {
   stop_pid "$DOCKERD_PID" dockerd
   stop_pid "$AUTH_PID" "marina (auth)"
   stop_pid "$MARINA_PID" marina
-  failed=$(failed_count)
-  if [ "${failed:-0}" != 0 ] && [ -s "$MARINA_LOG" ]; then
+  tally
+  if [ "${FAILED:-0}" != 0 ] && [ -s "$MARINA_LOG" ]; then
     local lines
     lines=$(grep -E 'status=[45][0-9][0-9]' "$MARINA_LOG" | grep -vE 'method=HEAD .*status=404' | tail -n 25)
     if [ -n "$lines" ]; then
@@ -100,7 +100,7 @@ on_exit() {
   if [ "${KEEP_WORK:-0}" = 1 ]; then
     note "work folder kept: $WORK"
   else
-    if [ "${failed:-0}" != 0 ]; then note "rerun with KEEP_WORK=1 to keep marina's log and storage"; fi
+    if [ "${FAILED:-0}" != 0 ]; then note "rerun with KEEP_WORK=1 to keep marina's log and storage"; fi
     remove_work
   fi
   summarize_and_exit

@@ -130,6 +130,7 @@ on_exit() {
     pm volume prune -f >/dev/null 2>&1
   fi
   restore_globals
+  tally
   if [ "${KEEP_WORK:-0}" = 1 ]; then
     note "work folder kept: $WORK"
   else
