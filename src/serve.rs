@@ -39,6 +39,10 @@ async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
     }
     tokio::spawn(reread_on_hangup(matches, Arc::clone(&read_only)));
     tokio::spawn(purge_uploads(registry.clone(), Arc::clone(&read_only)));
+    let health = Arc::new(marina_http::health::Health::new(
+        registry.clone(),
+        Arc::clone(&read_only),
+    ));
     if let (Some(address), Some(render)) = (settings.metrics_listen, render) {
         let listener = tokio::net::TcpListener::bind(address)
             .await
@@ -47,7 +51,7 @@ async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
         let ops = marina_http::serve_ops(
             listener,
             registry.clone(),
-            Arc::clone(&read_only),
+            Arc::clone(&health),
             render,
             shutdown_signal(),
         );
@@ -87,6 +91,7 @@ async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
         tls,
         read_only,
         notifier,
+        health: Some(health),
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

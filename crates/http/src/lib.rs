@@ -43,6 +43,9 @@ pub struct Options {
     pub read_only: Arc<AtomicBool>,
     /// Where events go (webhooks); `None` sends none.
     pub notifier: Option<Arc<marina_notify::Notifier>>,
+    /// The health endpoints, shared with the operations listener so both answer from one
+    /// probe; `None` makes them for this server alone.
+    pub health: Option<Arc<health::Health>>,
 }
 
 /// Serves the API on `listener` with `options` until `shutdown` completes, then lets requests
@@ -72,12 +75,15 @@ fn router(registry: Registry, options: Options) -> Router {
         auth,
         read_only,
         notifier,
+        health,
         ..
     } = options;
-    let health = Arc::new(health::Health::new(
-        registry.clone(),
-        Arc::clone(&read_only),
-    ));
+    let health = health.unwrap_or_else(|| {
+        Arc::new(health::Health::new(
+            registry.clone(),
+            Arc::clone(&read_only),
+        ))
+    });
     Router::new()
         .fallback(handlers::handle)
         .with_state(handlers::AppState {

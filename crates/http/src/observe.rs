@@ -42,17 +42,16 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     request
         .extensions_mut()
         .insert(crate::events::RequestId(id.clone()));
-    let received = Arc::new(AtomicU64::new(0));
-    let request = if crate::metrics::on() {
-        request.map(|body| {
+    let received = crate::metrics::on().then(|| Arc::new(AtomicU64::new(0)));
+    let request = match &received {
+        Some(seen) => request.map(|body| {
             Body::new(Observed {
                 body,
-                seen: Some(Arc::clone(&received)),
+                seen: Some(Arc::clone(seen)),
                 _guard: None,
             })
-        })
-    } else {
-        request
+        }),
+        None => request,
     };
     let mut response = next.run(request).instrument(span.clone()).await;
     let route = response
@@ -85,7 +84,7 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         route,
         status: response.status(),
         took: started.elapsed(),
-        received: received.load(Ordering::Relaxed),
+        received: received.map_or(0, |r| r.load(Ordering::Relaxed)),
         sent: if method == Method::HEAD {
             0
         } else {

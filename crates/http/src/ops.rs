@@ -2,7 +2,6 @@
 //! renders) and the same `/healthz` and `/readyz` as the API port.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
@@ -27,20 +26,21 @@ struct OpsState {
 /// How long a scrape waits for the upload sessions to be counted (else the last count stands).
 const COUNT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` completes.
+/// Serves `/metrics`, `/healthz` and `/readyz` (with `health`, the API port's own) on
+/// `listener` until `shutdown` completes.
 ///
 /// # Errors
 /// When the server fails.
 pub async fn serve_ops(
     listener: tokio::net::TcpListener,
     registry: Registry,
-    read_only: Arc<AtomicBool>,
+    health: Arc<Health>,
     render: Render,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = OpsState {
-        health: Arc::new(Health::new(registry.clone(), read_only)),
         registry,
+        health,
         render,
     };
     let app = Router::new().fallback(answer).with_state(state);
