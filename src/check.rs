@@ -78,13 +78,14 @@ fn print_settings(settings: &Settings, out: &mut String) {
         .map(|u| u.name.len())
         .max()
         .unwrap_or(0);
+    // No setting holds a secret itself (keys and passwords are in files it names); the
+    // secrets are the AWS variables and the webhooks' headers, shown below redacted.
     for used in &settings.used {
-        let value = if is_secret(used.name) {
-            "(redacted)".to_owned()
-        } else {
-            format!("{:?}", used.value)
-        };
-        let _ = writeln!(out, "  {:width$} = {value}  ({})", used.name, used.origin);
+        let _ = writeln!(
+            out,
+            "  {:width$} = {:?}  ({})",
+            used.name, used.value, used.origin
+        );
     }
     for name in SECRET_ENV {
         let state = match std::env::var_os(name) {
@@ -93,14 +94,22 @@ fn print_settings(settings: &Settings, out: &mut String) {
         };
         let _ = writeln!(out, "  {name:width$} : {state}  (environment)");
     }
-}
-
-/// Settings whose values are secrets themselves, not paths to them.
-fn is_secret(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["password", "secret", "token_value", "authorization"]
-        .iter()
-        .any(|word| name.contains(word))
+    for endpoint in settings.notifications.iter().flat_map(|n| &n.endpoints) {
+        let headers: Vec<String> = endpoint
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{name}: (redacted)"))
+            .collect();
+        let events: Vec<&str> = endpoint.actions.iter().map(|a| a.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  notifications endpoint {:?} = {} {events:?} {:?}, headers [{}]  (file)",
+            endpoint.name,
+            endpoint.url,
+            endpoint.format,
+            headers.join(", ")
+        );
+    }
 }
 
 type Outcome = anyhow::Result<String>;

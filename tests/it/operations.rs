@@ -429,6 +429,11 @@ fn the_example_configuration_resolves_every_key_from_the_file() {
             "{key} was not read from the file:\n{said}"
         );
     }
+    assert!(said.contains("Authorization: (redacted)"), "{said}");
+    assert!(
+        !said.contains("change-me"),
+        "a webhook's secret header was printed:\n{said}"
+    );
     let failures: Vec<&str> = said.lines().filter(|l| l.starts_with("FAIL")).collect();
     assert!(
         failures
