@@ -5,6 +5,7 @@ use std::ops::Range;
 use marina_oci::{Digest, RepoName};
 use marina_store::{Content, Key};
 
+use crate::stamp::{self, Stamped};
 use crate::{Error, Registry, Result, keys};
 
 /// A byte range as a `Range` header asks for it.
@@ -45,14 +46,27 @@ pub struct BlobRead {
 }
 
 impl Registry {
-    /// The size of a blob in a repository.
+    /// The size of a blob in a repository. A link older than half the grace period is
+    /// stamped afresh, so a client that saw the blob here may still reference it in a manifest
+    /// for a whole grace period (what docker does after a `HEAD`).
     ///
     /// # Errors
     /// [`Error::BlobUnknown`] when the repository does not hold it.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         let unknown = || Error::BlobUnknown(digest.clone());
-        if !self.exists(&keys::blob_link(repo, digest)).await? {
+        let link = keys::blob_link(repo, digest);
+        let Some(stamped) = self.read_link(&link).await? else {
             return Err(unknown());
+        };
+        if self.needs_renewal(&stamped) && !self.is_read_only() {
+            let relied = blob_reliance(repo, digest);
+            self.guarded(&relied, || async {
+                if self.read_link(&link).await?.is_none() {
+                    return Err(unknown());
+                }
+                self.link_blob(repo, digest).await
+            })
+            .await?;
         }
         match self.store.size(&keys::blob(digest)).await {
             Err(e) if e.is_not_found() => Err(unknown()),
@@ -112,18 +126,22 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<bool> {
-        let available = match from {
-            Some(source) => self.blob_size(source, digest).await.is_ok(),
-            None if self.config.mount_without_from => self.exists(&keys::blob(digest)).await?,
-            None => false,
-        };
-        if available {
-            self.link_blob(repo, digest).await?;
-        }
-        Ok(available)
+        self.guarded(&blob_reliance(repo, digest), || async {
+            let available = match from {
+                Some(source) => self.exists(&keys::blob_link(source, digest)).await?,
+                None if self.config.mount_without_from => true,
+                None => false,
+            } && self.exists(&keys::blob(digest)).await?;
+            if available {
+                self.link_blob(repo, digest).await?;
+            }
+            Ok(available)
+        })
+        .await
     }
 
-    /// Moves verified staged content into `blobs/` (unless already there) and links it.
+    /// Moves verified staged content into `blobs/` (unless already there) and links it; a
+    /// staged copy the content made needless is dropped.
     pub(crate) async fn commit_blob(
         &self,
         repo: &RepoName,
@@ -133,19 +151,37 @@ impl Registry {
         digest: &Digest,
     ) -> Result<()> {
         let content = keys::blob(digest);
-        if self.exists(&content).await? {
-            self.store.delete(staged).await?;
-        } else {
-            self.store.promote(staged, parts, length, &content).await?;
-        }
-        self.link_blob(repo, digest).await
+        self.guarded(&blob_reliance(repo, digest), || async {
+            if !self.exists(&content).await? {
+                self.store.promote(staged, parts, length, &content).await?;
+            }
+            self.link_blob(repo, digest).await
+        })
+        .await?;
+        self.store.delete(staged).await?;
+        Ok(())
     }
 
-    /// Records that `repo` holds the blob, and that the repository exists.
+    /// Records, stamped now, that `repo` holds the blob, and that the repository exists.
     pub(crate) async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        self.put_if_absent(&keys::blob_link(repo, digest), bytes::Bytes::new())
+        self.store
+            .put(&keys::blob_link(repo, digest), stamp::encode(""))
             .await?;
         self.register_repo(repo).await
+    }
+
+    /// A link or tag as stored, or `None` when missing.
+    pub(crate) async fn read_link(&self, key: &Key) -> Result<Option<Stamped>> {
+        match self.store.get(key).await {
+            Ok(raw) => Ok(Some(Stamped::decode(&raw))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a stamp is old enough to renew: past half the grace period.
+    pub(crate) fn needs_renewal(&self, stamped: &Stamped) -> bool {
+        stamped.age(stamp::now_ms()) > self.config.gc_grace / 2
     }
 
     pub(crate) async fn exists(&self, key: &Key) -> Result<bool> {
@@ -163,6 +199,15 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// The keys a blob in a repository needs: its content, its link, the repository's entry.
+fn blob_reliance(repo: &RepoName, digest: &Digest) -> Vec<Key> {
+    vec![
+        keys::blob(digest),
+        keys::blob_link(repo, digest),
+        keys::catalog_entry(repo),
+    ]
 }
 
 #[cfg(test)]

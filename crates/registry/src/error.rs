@@ -57,6 +57,17 @@ pub enum Error {
     /// Deletes are turned off.
     #[error("deletes are disabled on this registry")]
     DeleteDisabled,
+    /// A retention rule forbids moving or deleting the tag.
+    #[error("tag {tag} is immutable under the retention rule for {rule:?}")]
+    TagImmutable {
+        /// The tag.
+        tag: String,
+        /// The pattern of the rule that protects it.
+        rule: String,
+    },
+    /// Garbage collection is removing content this request relies on; retrying later works.
+    #[error("garbage collection is removing {0}; retry in a few seconds")]
+    Collecting(String),
     /// The storage failed.
     #[error(transparent)]
     Store(marina_store::Error),

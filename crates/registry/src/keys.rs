@@ -11,6 +11,7 @@
 //! catalog/<name>/_repo                                  one key per repository
 //! uploading/<name>/_repo                                the repository has had upload sessions
 //! health/<instance>                                     a replica's readiness probe
+//! gc/sweeps/<run>                                       what a garbage collection run deletes
 //! ```
 //! Name components never start with `_`, so `_tags` and friends cannot collide with a name.
 
@@ -108,4 +109,28 @@ pub(crate) fn uploading() -> Key {
 
 pub(crate) fn uploading_entry(repo: &RepoName) -> Key {
     key(format!("uploading/{repo}{REPO_MARKER}"))
+}
+
+/// Every repository's keys: `<name>/_blobs/...`, `<name>/_tags/...` and so on, relative.
+pub(crate) fn repos() -> Key {
+    key("repos/".to_owned())
+}
+
+/// Every blob's and manifest's content: `<alg>/<hex[0:2]>/<hex>`, relative.
+pub(crate) fn contents() -> Key {
+    key("blobs/".to_owned())
+}
+
+/// The published sweeps of garbage collection runs.
+pub(crate) fn sweeps() -> Key {
+    key("gc/sweeps/".to_owned())
+}
+
+/// One run's published sweep; `None` unless `run` is a run id (lowercase hex).
+pub(crate) fn sweep(run: &str) -> Option<Key> {
+    let valid = !run.is_empty()
+        && run
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    valid.then(|| key(format!("gc/sweeps/{run}")))
 }

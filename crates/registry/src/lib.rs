@@ -1,20 +1,27 @@
 //! The OCI registry's rules on top of a [`Store`]: upload sessions, blobs, manifests, tags,
-//! referrers, the catalog and deletes. It knows storage keys but not HTTP.
+//! referrers, the catalog, deletes, garbage collection and retention, integrity checks and
+//! usage. It knows storage keys but not HTTP.
 
 mod blobs;
 mod catalog;
 mod error;
+pub mod gc;
 mod hashing;
 mod health;
+pub mod integrity;
 mod keys;
 mod locks;
 mod manifests;
 pub mod metrics;
 mod referrers;
+pub mod retention;
+mod stamp;
 mod tags;
 mod uploads;
+pub mod usage;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use marina_store::Store;
@@ -53,6 +60,10 @@ pub struct Config {
     pub upload_expiry: Duration,
     /// Whether `POST ?mount=` without `from` may mount from any repository holding the blob.
     pub mount_without_from: bool,
+    /// How long garbage collection spares content after the last write that vouched for it.
+    pub gc_grace: Duration,
+    /// The retention policies, first match wins.
+    pub retention: Vec<retention::Retention>,
 }
 
 impl Default for Config {
@@ -62,6 +73,8 @@ impl Default for Config {
             max_manifest_bytes: 4 * 1024 * 1024,
             upload_expiry: Duration::from_secs(24 * 3600),
             mount_without_from: false,
+            gc_grace: Duration::from_secs(3600),
+            retention: Vec::new(),
         }
     }
 }
@@ -72,6 +85,10 @@ pub struct Registry {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     sessions: Arc<locks::SessionLocks>,
+    /// The sweeps of garbage collection runs this process has read.
+    sweeps: Arc<gc::sweeps::Sweeps>,
+    /// Whether writes are refused (then reads refresh no link).
+    read_only: Arc<AtomicBool>,
     /// This replica's random id, for its probe key and the events it sends.
     instance: Arc<str>,
 }
@@ -86,6 +103,8 @@ impl Registry {
             store,
             config: Arc::new(config),
             sessions: Arc::default(),
+            sweeps: Arc::default(),
+            read_only: Arc::default(),
             instance: hex::encode(id).into(),
         }
     }
@@ -94,6 +113,22 @@ impl Registry {
     #[must_use]
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// The switch of read-only mode, shared with whoever flips it.
+    #[must_use]
+    pub fn read_only_switch(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.read_only)
+    }
+
+    fn is_read_only(&self) -> bool {
+        self.read_only.load(Ordering::Relaxed)
+    }
+
+    /// The retention policy of `repo`, if any.
+    #[must_use]
+    pub fn retention_for(&self, repo: &str) -> Option<&retention::Retention> {
+        retention::policy_for(&self.config.retention, repo)
     }
 
     /// The registry's configuration.

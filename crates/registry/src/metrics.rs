@@ -1,9 +1,26 @@
 //! The registry's metrics: the upload sessions the store holds, counted by listing them at
-//! each scrape (every replica counts the same sessions: take the maximum, not the sum).
+//! each scrape (every replica counts the same sessions: take the maximum, not the sum), and
+//! each garbage collection run's duration, scan and yield.
 
-use metrics::{describe_gauge, gauge};
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 use crate::Registry;
+use crate::gc::Report;
+
+/// Garbage collection runs, by outcome (`ok`, `failed`, `dry_run`).
+pub const GC_RUNS: &str = "marina_gc_runs_total";
+/// How long each run took.
+pub const GC_DURATION: &str = "marina_gc_duration_seconds";
+/// Keys listed by runs.
+pub const GC_SCANNED: &str = "marina_gc_objects_scanned_total";
+/// Objects runs deleted.
+pub const GC_FREED_OBJECTS: &str = "marina_gc_objects_freed_total";
+/// Bytes of content runs deleted.
+pub const GC_FREED_BYTES: &str = "marina_gc_bytes_freed_total";
+/// When the last run that did not fail finished, in Unix seconds.
+pub const GC_LAST_SUCCESS: &str = "marina_gc_last_success_timestamp_seconds";
 
 /// Upload sessions in the store, as last counted.
 pub const UPLOAD_SESSIONS_OPEN: &str = "marina_upload_sessions_open";
@@ -14,6 +31,35 @@ pub fn describe() {
         UPLOAD_SESSIONS_OPEN,
         "Upload sessions the store holds, as last counted (every replica counts them all)."
     );
+    describe_counter!(GC_RUNS, "Garbage collection runs, by outcome.");
+    describe_histogram!(GC_DURATION, "How long each garbage collection run took.");
+    describe_counter!(GC_SCANNED, "Keys listed by garbage collection runs.");
+    describe_counter!(GC_FREED_OBJECTS, "Objects garbage collection deleted.");
+    describe_counter!(
+        GC_FREED_BYTES,
+        "Bytes of content garbage collection deleted."
+    );
+    describe_gauge!(
+        GC_LAST_SUCCESS,
+        "When the last garbage collection run that did not fail finished."
+    );
+}
+
+/// Records one run (`None` when it failed).
+pub(crate) fn record_gc_run(report: Option<&Report>, took: Duration) {
+    let outcome = match report {
+        None => "failed",
+        Some(r) if r.dry_run => "dry_run",
+        Some(_) => "ok",
+    };
+    counter!(GC_RUNS, "outcome" => outcome).increment(1);
+    histogram!(GC_DURATION).record(took.as_secs_f64());
+    if let Some(r) = report {
+        counter!(GC_SCANNED).increment(r.objects_scanned);
+        counter!(GC_FREED_OBJECTS).increment(r.objects_freed);
+        counter!(GC_FREED_BYTES).increment(r.bytes_freed);
+        gauge!(GC_LAST_SUCCESS).set(crate::stamp::now_ms() as f64 / 1000.0);
+    }
 }
 
 impl Registry {

@@ -22,41 +22,35 @@ impl Registry {
         Ok(Page { items, more })
     }
 
-    /// Points a tag at a digest; a tag that already points there is not written again.
+    /// Points a tag at a digest, stamped with the push time (kept when a repeated push finds
+    /// it pointing there already, unless the stamp is past half the grace period).
     pub(crate) async fn set_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
-        let key = keys::tag(repo, tag);
-        let target = digest.to_string();
-        match self.store.get(&key).await {
-            Ok(current) if current == target.as_bytes() => Ok(()),
-            Ok(_) => Ok(self.store.put(&key, target.into()).await?),
-            Err(e) if e.is_not_found() => Ok(self.store.put(&key, target.into()).await?),
-            Err(e) => Err(e.into()),
-        }
+        self.renew_link(&keys::tag(repo, tag), &digest.to_string())
+            .await
     }
 
-    /// Removes every tag of the repository that points at `digest`. Costs O(tags).
-    pub(crate) async fn untag(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+    /// The tags that point at `digest`.
+    pub(crate) async fn tags_pointing_at(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>> {
         let wanted = digest.to_string();
+        let mut found = Vec::new();
         let mut last: Option<String> = None;
         loop {
             let page = self
                 .store
                 .list(&keys::tags(repo), last.as_deref(), 1000)
                 .await?;
-            for name in &page {
-                let Ok(tag) = name.parse::<Tag>() else {
-                    continue;
-                };
-                let key = keys::tag(repo, &tag);
-                match self.store.get(&key).await {
-                    Ok(target) if target == wanted.as_bytes() => self.store.delete(&key).await?,
-                    Ok(_) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
+            for tag in page.iter().filter_map(|name| name.parse::<Tag>().ok()) {
+                let target = self.read_link(&keys::tag(repo, &tag)).await?;
+                if target.is_some_and(|t| t.payload == wanted) {
+                    found.push(tag);
                 }
             }
             if page.len() < 1000 {
-                return Ok(());
+                return Ok(found);
             }
             last = page.last().cloned();
         }

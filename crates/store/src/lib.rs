@@ -23,6 +23,9 @@ pub use error::{Error, Result};
 pub use key::{Key, KeyError};
 pub use staging::{Appended, Part};
 
+/// Writers hold it shared; whoever must wait for the writes under way takes it exclusively.
+pub type WriteBarrier = tokio::sync::RwLock<()>;
+
 /// A stream of bytes read from a store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
@@ -91,6 +94,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// have been lost. State built on volatile writes records it, and is void once it differs.
     /// `None`, the default, means volatile writes are as durable as any other.
     fn volatile_epoch(&self) -> Option<&str> {
+        None
+    }
+
+    /// The barrier every writer of this store passes, when this process is its only writer
+    /// (a locked folder): a writer holds it shared while it works, so taking it exclusively
+    /// waits for every write under way. `None`, the default, means other processes write too.
+    fn writers(&self) -> Option<&WriteBarrier> {
         None
     }
 

@@ -153,6 +153,10 @@ impl Store for Measured {
         self.inner.volatile_epoch()
     }
 
+    fn writers(&self) -> Option<&crate::WriteBarrier> {
+        self.inner.writers()
+    }
+
     async fn read_staged(
         &self,
         staged: &Key,

@@ -22,7 +22,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -229,6 +229,9 @@ impl From<RegistryError> for ApiError {
                     .header(header::CONTENT_RANGE, format!("bytes */{size}"))
             }
             E::DeleteDisabled => Self::new(S::METHOD_NOT_ALLOWED, ErrorCode::Unsupported, message),
+            E::TagImmutable { .. } => Self::new(S::CONFLICT, ErrorCode::Denied, message),
+            E::Collecting(_) => Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message)
+                .header(header::RETRY_AFTER, "5".to_owned()),
             E::Store(fault) => Self::storage(&fault, &message),
         }
     }

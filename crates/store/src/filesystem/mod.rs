@@ -37,6 +37,8 @@ pub struct FileStore {
     cache: SmallObjects,
     entries: Arc<Entries>,
     boot_id: String,
+    /// This process is the folder's only writer: its writers pass here.
+    writers: crate::WriteBarrier,
     _lock: Arc<std::fs::File>,
 }
 
@@ -71,6 +73,7 @@ impl FileStore {
             cache: SmallObjects::default(),
             entries: Arc::default(),
             boot_id: boot_id(),
+            writers: crate::WriteBarrier::default(),
             _lock: Arc::new(lock),
         })
     }
@@ -288,6 +291,10 @@ impl Store for FileStore {
 
     fn volatile_epoch(&self) -> Option<&str> {
         Some(&self.boot_id)
+    }
+
+    fn writers(&self) -> Option<&crate::WriteBarrier> {
+        Some(&self.writers)
     }
 
     /// The one process holding the folder writes each staging file under the caller's lock,
