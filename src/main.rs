@@ -1,6 +1,7 @@
 //! The `marina` binary: parse the command line, then serve the registry (the default) or run
-//! a subcommand (`marina bench`, `marina config check`).
+//! a subcommand (`marina bench`, `marina config check`, `marina gc`, `fsck`, `du`).
 
+mod admin;
 mod auth;
 mod bench;
 mod check;
@@ -50,6 +51,14 @@ enum Command {
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Collect garbage and apply retention once, against the same storage as serving (on a
+    /// folder a running server holds, the server does it); --dry-run only reports.
+    Gc(Box<admin::GcArgs>),
+    /// Re-hash every blob and check every link, tag, referrer entry and index child; exits 1
+    /// when anything is wrong; --repair quarantines corrupt blobs and drops dangling links.
+    Fsck(Box<admin::FsckArgs>),
+    /// Bytes per repository, exclusive and shared.
+    Du(Box<admin::DuArgs>),
 }
 
 /// `marina config ...`.
@@ -76,6 +85,9 @@ fn main() -> ExitCode {
                 .expect("clap parsed config check");
             check::run(check)
         }
+        Some(Command::Gc(args)) => admin_command(admin::Job::gc(&args), &matches),
+        Some(Command::Fsck(args)) => admin_command(admin::Job::fsck(&args), &matches),
+        Some(Command::Du(_)) => admin_command(admin::Job::Du, &matches),
         None => serve(&matches),
     }
 }
@@ -100,6 +112,14 @@ fn serve(matches: &ArgMatches) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `marina gc`, `fsck` or `du` with the settings its own flags resolve to.
+fn admin_command(job: admin::Job, matches: &ArgMatches) -> ExitCode {
+    let sub = matches
+        .subcommand_matches(job.name())
+        .expect("clap parsed the subcommand");
+    admin::command(job, sub)
 }
 
 fn bench(args: bench::BenchArgs) -> ExitCode {

@@ -1,6 +1,6 @@
 //! Running the server: open storage, build the registry and router, serve until SIGTERM or
-//! SIGINT (letting requests in flight finish), purge stale uploads in the background, serve
-//! the operations listener, and re-read the configuration on SIGHUP.
+//! SIGINT (letting requests in flight finish), purge stale uploads and collect garbage in the
+//! background, serve the operations listener, and re-read the configuration on SIGHUP.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,12 +33,17 @@ async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
         store = Arc::new(Measured::new(store, settings.storage.backend()));
     }
     let registry = Registry::new(store, settings.registry.clone());
-    let read_only = Arc::new(AtomicBool::new(settings.read_only));
+    let read_only = registry.read_only_switch();
+    read_only.store(settings.read_only, Ordering::Relaxed);
     if settings.read_only {
         tracing::warn!("read-only: pushes, mounts, manifest PUTs and deletes are refused");
     }
     tokio::spawn(reread_on_hangup(matches, Arc::clone(&read_only)));
     tokio::spawn(purge_uploads(registry.clone(), Arc::clone(&read_only)));
+    if let Some(every) = settings.gc_interval {
+        let collect = collect_garbage_every(registry.clone(), every, Arc::clone(&read_only));
+        tokio::spawn(collect);
+    }
     let health = Arc::new(marina_http::health::Health::new(
         registry.clone(),
         Arc::clone(&read_only),
@@ -144,6 +149,26 @@ async fn purge_uploads(registry: Registry, read_only: Arc<AtomicBool>) {
             Ok(n) => tracing::info!(purged = n, "purged stale upload sessions"),
             Err(e) => tracing::warn!(error = %e, "purging stale upload sessions failed"),
         }
+    }
+}
+
+/// Runs garbage collection every `every`, unless read-only; serving never pauses for it. The
+/// first run comes one interval after start.
+async fn collect_garbage_every(registry: Registry, every: Duration, read_only: Arc<AtomicBool>) {
+    let start = tokio::time::Instant::now() + every;
+    let mut ticker = tokio::time::interval_at(start, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if read_only.load(Ordering::Relaxed) {
+            tracing::info!("read-only: garbage collection skipped");
+            continue;
+        }
+        // The run logs its outcome and records its metrics.
+        let progress = marina_registry::gc::Progress::default();
+        let _ = registry
+            .collect_garbage(marina_registry::gc::Options::default(), &progress)
+            .await;
     }
 }
 

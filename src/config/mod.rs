@@ -6,6 +6,7 @@ mod auth;
 mod names;
 mod notifications;
 pub(crate) mod parse;
+mod retention;
 mod sources;
 mod storage;
 
@@ -112,6 +113,14 @@ pub(crate) struct ServeArgs {
     /// true or false; re-read from the configuration file on SIGHUP [default: false].
     #[arg(long, env = "MARINA_READ_ONLY", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     read_only: Option<String>,
+    /// How often garbage collection and retention run, e.g. 24h, 30m; 0 turns the online runs
+    /// off [default: 24h].
+    #[arg(long, env = "MARINA_GC_INTERVAL", value_name = "DURATION")]
+    gc_interval: Option<String>,
+    /// How long garbage collection spares anything after its last upload, mount, link or
+    /// manifest push, e.g. 1h [default: 1h].
+    #[arg(long, env = "MARINA_GC_GRACE", value_name = "DURATION")]
+    gc_grace: Option<String>,
     /// Log level (error, warn, info, debug, trace) or filter directives [default: info].
     #[arg(long, env = "MARINA_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
@@ -133,6 +142,8 @@ pub(crate) struct Settings {
     pub(crate) metrics_listen: Option<SocketAddr>,
     /// Whether writes are refused.
     pub(crate) read_only: bool,
+    /// How often garbage collection runs online, if at all.
+    pub(crate) gc_interval: Option<std::time::Duration>,
     /// Where events go, if anywhere.
     pub(crate) notifications: Option<NotificationsConfig>,
     pub(crate) log: LogConfig,
@@ -178,7 +189,23 @@ impl Settings {
                 parse::duration,
             )?,
             mount_without_from: s.get(&names::MOUNT, "false", "true or false", parse::boolean)?,
+            gc_grace: s.get(
+                &names::GC_GRACE,
+                "1h",
+                "a duration such as 30m, 1h or 2d",
+                parse::duration,
+            )?,
+            retention: retention::resolve(&s)?,
         };
+        let gc_interval = s.get(
+            &names::GC_INTERVAL,
+            "24h",
+            "a duration such as 30m or 24h, or 0 for no online runs",
+            |v| match v.trim() {
+                "0" => Some(None),
+                other => parse::duration(other).map(Some),
+            },
+        )?;
         let limits = limits(&s)?;
         let tls = tls(&s)?;
         let client_ca = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
@@ -210,6 +237,7 @@ impl Settings {
             tls,
             metrics_listen,
             read_only,
+            gc_interval,
             notifications,
             log: LogConfig { filter, json },
             warnings,

@@ -179,6 +179,19 @@ pub(super) const READ_ONLY: Names = Names {
     env: "MARINA_READ_ONLY",
     key: "read_only",
 };
+pub(super) const GC_INTERVAL: Names = Names {
+    id: "gc_interval",
+    flag: "--gc-interval",
+    env: "MARINA_GC_INTERVAL",
+    key: "gc.interval",
+};
+pub(super) const GC_GRACE: Names = Names {
+    id: "gc_grace",
+    flag: "--gc-grace",
+    env: "MARINA_GC_GRACE",
+    key: "gc.grace",
+};
+pub(super) const RETENTION: Names = file_only("retention");
 pub(super) const NOTIFICATION_SPOOL: Names = file_only("notifications.spool");
 pub(super) const NOTIFICATION_ENDPOINTS: Names = file_only("notifications.endpoints");
 pub(super) const LOG_LEVEL: Names = Names {
@@ -195,7 +208,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 42] = [
+pub(super) const ALL: [&Names; 45] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -234,6 +247,9 @@ pub(super) const ALL: [&Names; 42] = [
     &AUTH_ACCESS,
     &METRICS_LISTEN,
     &READ_ONLY,
+    &GC_INTERVAL,
+    &GC_GRACE,
+    &RETENTION,
     &NOTIFICATION_SPOOL,
     &NOTIFICATION_ENDPOINTS,
     &LOG_LEVEL,

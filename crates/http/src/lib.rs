@@ -1,6 +1,7 @@
 //! The HTTP face of marina: the `/v2/` API of the OCI Distribution spec, request logging, and
 //! panic containment. It calls the registry and never touches storage keys.
 
+mod admin;
 pub mod auth;
 mod connection;
 mod drain;
