@@ -361,7 +361,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
 
 /// A store in memory that panics on keys containing `panic`, fails with an I/O error on keys
 /// containing `broken` and with a full disk on keys containing `full`, in every operation; and
-/// counts the most `size` calls (existence checks) it ever had in flight at once.
+/// counts the most reads (`get` and `size`: existence checks) it ever had in flight at once.
 #[derive(Debug, Default)]
 struct FaultyStore(MemoryStore, InFlight);
 
@@ -373,8 +373,19 @@ struct InFlight(
 );
 
 impl FaultyStore {
-    fn peak_size_calls(&self) -> usize {
+    fn peak_reads(&self) -> usize {
         self.1.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Runs a read, counted in flight, a millisecond long at least.
+    async fn counted<T>(&self, read: impl Future<Output = T>) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.1.0.fetch_add(1, SeqCst) + 1;
+        self.1.1.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let result = read.await;
+        self.1.0.fetch_sub(1, SeqCst);
+        result
     }
 
     fn check(key: &Key) -> marina_store::Result<()> {
@@ -395,17 +406,11 @@ impl FaultyStore {
 impl Store for FaultyStore {
     async fn get(&self, key: &Key) -> marina_store::Result<Bytes> {
         Self::check(key)?;
-        self.0.get(key).await
+        self.counted(self.0.get(key)).await
     }
     async fn size(&self, key: &Key) -> marina_store::Result<u64> {
-        use std::sync::atomic::Ordering::SeqCst;
         Self::check(key)?;
-        let now = self.1.0.fetch_add(1, SeqCst) + 1;
-        self.1.1.fetch_max(now, SeqCst);
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        let size = self.0.size(key).await;
-        self.1.0.fetch_sub(1, SeqCst);
-        size
+        self.counted(self.0.size(key)).await
     }
     async fn read(&self, key: &Key, range: Range<u64>) -> marina_store::Result<ByteStream> {
         Self::check(key)?;
@@ -508,12 +513,12 @@ async fn a_manifest_put_checks_its_references_a_bounded_number_at_a_time() {
         r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
         children.join(",")
     );
-    let before = store.peak_size_calls();
+    let before = store.peak_reads();
     let put = s
         .put_manifest("wide", "all", OCI_INDEX, index.as_bytes())
         .await;
     assert_eq!(put.status(), StatusCode::CREATED);
-    let peak = store.peak_size_calls();
+    let peak = store.peak_reads();
     assert!(
         peak > before.max(1),
         "the checks ran one at a time (peak {peak})"
