@@ -179,6 +179,15 @@ impl Registry {
         }
     }
 
+    /// A link or tag as stored, read past the caches (for scans), or `None` when missing.
+    pub(crate) async fn read_link_cold(&self, key: &Key) -> Result<Option<Stamped>> {
+        match self.store.get_cold(key).await {
+            Ok(raw) => Ok(Some(Stamped::decode(&raw))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether a stamp is old enough to renew: past half the grace period.
     pub(crate) fn needs_renewal(&self, stamped: &Stamped) -> bool {
         stamped.age(stamp::now_ms()) > self.config.gc_grace / 2

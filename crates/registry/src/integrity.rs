@@ -196,7 +196,7 @@ impl Registry {
             }
         }
         for digest in repo.manifests.iter().filter(|d| present.contains(d)) {
-            let body = self.store.get(&keys::blob(digest)).await?;
+            let body = self.store.get_cold(&keys::blob(digest)).await?;
             let media_type = self
                 .read_link(&keys::manifest_link(&repo.name, digest))
                 .await?;
@@ -241,7 +241,7 @@ impl Registry {
         }
         for tag in &repo.tags {
             progress.entries.fetch_add(1, Ordering::Relaxed);
-            let value = self.read_link(&keys::tag(&repo.name, tag)).await?;
+            let value = self.read_link_cold(&keys::tag(&repo.name, tag)).await?;
             let target = value.and_then(|v| v.payload.parse::<Digest>().ok());
             if !target.is_some_and(|d| manifests.contains(&d) && present.contains(&d)) {
                 let key = keys::tag(&repo.name, tag).to_string();

@@ -43,6 +43,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Reads a whole object. Meant for small objects (manifests, links, session state).
     async fn get(&self, key: &Key) -> Result<Bytes>;
 
+    /// Like [`Store::get`], but keeps what it reads out of any cache: for scans that read
+    /// everything once (garbage collection, integrity checks), which would otherwise push out
+    /// what requests read again and again.
+    async fn get_cold(&self, key: &Key) -> Result<Bytes> {
+        self.get(key).await
+    }
+
     /// The size of an object in bytes.
     async fn size(&self, key: &Key) -> Result<u64>;
 
@@ -68,6 +75,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &Key) -> Result<()>;
+
+    /// Deletes every object in `keys` (missing ones are fine), durably when it returns, as
+    /// cheaply as the backend can: the filesystem syncs each folder once, S3 sends a thousand
+    /// keys a request. A failure may leave some deleted.
+    async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
 
     /// Deletes every object whose key starts with `prefix` (a folder-like prefix). It is for
     /// cleaning up what nothing points at any more, so the removal need not survive a crash.

@@ -32,7 +32,7 @@ pub fn describe() {
 }
 
 /// The operations measured, in the order of [`Measured`]'s handle arrays.
-const OPERATIONS: [&str; 12] = [
+const OPERATIONS: [&str; 13] = [
     "get",
     "size",
     "read",
@@ -40,6 +40,7 @@ const OPERATIONS: [&str; 12] = [
     "put",
     "put_volatile",
     "delete",
+    "delete_many",
     "delete_prefix",
     "list",
     "append",
@@ -95,6 +96,11 @@ impl Store for Measured {
         self.record("get", started, self.inner.get(key).await)
     }
 
+    async fn get_cold(&self, key: &Key) -> Result<Bytes> {
+        let started = Instant::now();
+        self.record("get", started, self.inner.get_cold(key).await)
+    }
+
     async fn size(&self, key: &Key) -> Result<u64> {
         let started = Instant::now();
         self.record("size", started, self.inner.size(key).await)
@@ -124,6 +130,12 @@ impl Store for Measured {
     async fn delete(&self, key: &Key) -> Result<()> {
         let started = Instant::now();
         self.record("delete", started, self.inner.delete(key).await)
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        let started = Instant::now();
+        let outcome = self.inner.delete_many(keys).await;
+        self.record("delete_many", started, outcome)
     }
 
     async fn delete_prefix(&self, prefix: &Key) -> Result<()> {

@@ -387,6 +387,24 @@ impl Store for S3Store {
         }
     }
 
+    async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        let Some(first) = keys.first() else {
+            return Ok(());
+        };
+        let paths: Vec<object_store::Result<Path>> =
+            keys.iter().map(|k| Ok(self.path(k))).collect();
+        let locations = futures_util::stream::iter(paths).boxed();
+        let outcomes: Vec<object_store::Result<Path>> =
+            self.bucket.delete_stream(locations).collect().await;
+        for outcome in outcomes {
+            match outcome {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(fault(first, e)),
+            }
+        }
+        Ok(())
+    }
+
     async fn delete_prefix(&self, prefix: &Key) -> Result<()> {
         let folder = self.path(prefix);
         let locations = self

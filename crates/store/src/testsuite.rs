@@ -26,6 +26,7 @@ pub async fn run(store: &dyn Store) {
     missing_objects_are_not_found(store).await;
     listings_are_sorted_and_paged(store).await;
     prefixes_delete_together(store).await;
+    many_keys_delete_at_once(store).await;
     appends_resume_at_the_offset(store).await;
     promote_moves_staged_bytes(store).await;
     promote_takes_the_counted_bytes_and_refuses_missing_ones(store).await;
@@ -148,6 +149,28 @@ async fn listings_are_sorted_and_paged(store: &dyn Store) {
     store.delete(&key("list/b")).await.expect("delete");
     let after = store.list(&prefix, Some("a-b"), 2).await.expect("list");
     assert_eq!(after, ["c/a", "c/d"], "deleted keys leave the listing");
+}
+
+async fn many_keys_delete_at_once(store: &dyn Store) {
+    let keys: Vec<Key> = (0..1500)
+        .map(|i| key(&format!("many/{}/{i:04}", i % 7)))
+        .collect();
+    for k in &keys {
+        store.put(k, Bytes::from_static(b"x")).await.expect("put");
+    }
+    store
+        .put(&key("many/kept"), Bytes::new())
+        .await
+        .expect("put");
+    let mut doomed = keys.clone();
+    doomed.push(key("many/never/written"));
+    store.delete_many(&doomed).await.expect("delete many");
+    store.delete_many(&[]).await.expect("deleting nothing");
+    assert_eq!(
+        store.list(&key("many/"), None, 10_000).await.expect("list"),
+        ["kept"]
+    );
+    assert!(store.get(&keys[0]).await.unwrap_err().is_not_found());
 }
 
 async fn prefixes_delete_together(store: &dyn Store) {

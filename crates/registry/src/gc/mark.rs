@@ -101,7 +101,7 @@ impl Registry {
         let name = &repo.name;
         let manifests = futures_util::stream::iter(repo.manifests.iter().cloned())
             .map(|d| async move {
-                let link = self.read_link(&keys::manifest_link(name, &d)).await?;
+                let link = self.read_link_cold(&keys::manifest_link(name, &d)).await?;
                 Ok::<_, crate::Error>(link.map(|l| (d, l)))
             })
             .buffer_unordered(READS_IN_FLIGHT)
@@ -110,7 +110,7 @@ impl Registry {
             .await?;
         let tags = futures_util::stream::iter(repo.tags.iter().cloned())
             .map(|t| async move {
-                let value = self.read_link(&keys::tag(name, &t)).await?;
+                let value = self.read_link_cold(&keys::tag(name, &t)).await?;
                 Ok::<_, crate::Error>(value.map(|v| (t.to_string(), v)))
             })
             .buffer_unordered(READS_IN_FLIGHT)
@@ -161,7 +161,7 @@ impl Registry {
         if let Some(refs) = cache.get(digest) {
             return Ok(refs);
         }
-        let refs = match self.store.get(&keys::blob(digest)).await {
+        let refs = match self.store.get_cold(&keys::blob(digest)).await {
             Ok(body) => Refs::of(&body, media_type),
             Err(e) if e.is_not_found() => Refs::unreadable(),
             Err(e) => return Err(e.into()),
@@ -251,7 +251,7 @@ impl Registry {
         let name = &repo.name;
         let stamps: Vec<(Digest, Option<Stamped>)> = futures_util::stream::iter(unmarked)
             .map(|d| async move {
-                let link = self.read_link(&keys::blob_link(name, &d)).await?;
+                let link = self.read_link_cold(&keys::blob_link(name, &d)).await?;
                 Ok::<_, crate::Error>((d, link))
             })
             .buffer_unordered(READS_IN_FLIGHT)

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use marina_store::Key;
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +14,10 @@ use super::sweeps::{SWEEP_LIMIT, SweepList};
 use super::{Doomed, Kind, Phase, Progress};
 use crate::{Registry, Result, keys, metrics};
 
-/// Deletes in flight during a sweep.
-const DELETES_IN_FLIGHT: usize = 32;
+/// Keys deleted together (S3 takes a thousand a request).
+const DELETE_CHUNK: usize = 1000;
+/// Content sizes read at once before deleting.
+const READS_IN_FLIGHT: usize = 32;
 
 /// What a run is asked to do.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,6 +45,10 @@ pub struct Report {
     pub bytes_freed: u64,
     /// Deleted (or, in a dry run, doomed) objects by kind.
     pub by_kind: BTreeMap<String, u64>,
+    /// Milliseconds spent in each phase that ran (`marking`, `settling`, `rechecking`,
+    /// `sweeping`).
+    #[serde(default)]
+    pub phases_ms: BTreeMap<String, u64>,
     /// In a dry run, every doomed object; otherwise empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub doomed: Vec<Doomed>,
@@ -71,6 +77,7 @@ impl Registry {
                 scanned = report.objects_scanned,
                 freed = report.objects_freed,
                 bytes_freed = report.bytes_freed,
+                phases_ms = ?report.phases_ms,
                 "garbage collection finished"
             ),
             Err(e) => tracing::error!(error = %e, "garbage collection failed"),
@@ -88,7 +95,9 @@ impl Registry {
         };
         progress.enter(Phase::Marking);
         let cache = RefsCache::default();
+        let marking = Instant::now();
         let first = self.pass(&cache, progress).await?;
+        let mut phases_ms = BTreeMap::from([("marking".to_owned(), millis(marking))]);
         let mut report = Report {
             dry_run: options.dry_run,
             duration_ms: 0,
@@ -98,20 +107,24 @@ impl Registry {
             objects_freed: 0,
             bytes_freed: 0,
             by_kind: BTreeMap::new(),
+            phases_ms: BTreeMap::new(),
             doomed: Vec::new(),
         };
         if options.dry_run {
             report.by_kind = count_kinds(&first.doomed);
             report.doomed = first.doomed;
         } else if !first.doomed.is_empty() {
-            let deleted = self.sweep(first.doomed, &cache, progress).await?;
+            let deleted = self
+                .sweep(first.doomed, &cache, progress, &mut phases_ms)
+                .await?;
             report.by_kind = count_kinds(&deleted);
         }
+        report.phases_ms = phases_ms;
         let snapshot = progress.snapshot();
         report.objects_scanned = snapshot.objects_scanned;
         report.objects_freed = snapshot.objects_freed;
         report.bytes_freed = snapshot.bytes_freed;
-        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report.duration_ms = millis(started);
         Ok(report)
     }
 
@@ -122,6 +135,7 @@ impl Registry {
         doomed: Vec<Doomed>,
         cache: &RefsCache,
         progress: &Progress,
+        phases_ms: &mut BTreeMap<String, u64>,
     ) -> Result<Vec<Doomed>> {
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).expect("the OS random source works");
@@ -133,7 +147,7 @@ impl Registry {
         self.store.put(&key, list.encode()).await?;
         let published = Instant::now();
         let outcome = self
-            .confirm_and_delete(doomed, cache, progress, published)
+            .confirm_and_delete(doomed, cache, progress, published, phases_ms)
             .await;
         self.store.delete(&key).await?;
         outcome
@@ -145,11 +159,15 @@ impl Registry {
         cache: &RefsCache,
         progress: &Progress,
         published: Instant,
+        phases_ms: &mut BTreeMap<String, u64>,
     ) -> Result<Vec<Doomed>> {
         progress.enter(Phase::Settling);
         super::sweeps::settle(&*self.store).await;
+        phases_ms.insert("settling".into(), millis(published));
         progress.enter(Phase::Rechecking);
+        let rechecking = Instant::now();
         let second = self.pass(cache, progress).await?;
+        phases_ms.insert("rechecking".into(), millis(rechecking));
         let again: HashSet<&str> = second.doomed.iter().map(|d| d.key.as_str()).collect();
         let confirmed: Vec<Doomed> = doomed
             .into_iter()
@@ -158,6 +176,7 @@ impl Registry {
         let mut confirmed = still_unreferenced(confirmed, &second.repos);
         confirmed.sort_by_key(|d| d.kind);
         progress.enter(Phase::Sweeping);
+        let sweeping = Instant::now();
         let mut deleted = Vec::with_capacity(confirmed.len());
         for kind in kinds_in(&confirmed) {
             let batch: Vec<Doomed> = confirmed
@@ -172,32 +191,51 @@ impl Registry {
             self.delete_all(&batch, progress, published).await?;
             deleted.extend(batch);
         }
+        phases_ms.insert("sweeping".into(), millis(sweeping));
         Ok(deleted)
     }
 
-    /// Deletes one kind's keys, a few at a time, while the sweep's time lasts.
+    /// Deletes one kind's keys, a chunk at a time, while the sweep's time lasts.
     async fn delete_all(
         &self,
         batch: &[Doomed],
         progress: &Progress,
         published: Instant,
     ) -> Result<()> {
-        let owned = batch.iter().map(|d| (d.key.clone(), d.kind));
-        futures_util::stream::iter(owned.map(Ok))
-            .try_for_each_concurrent(DELETES_IN_FLIGHT, |(key, kind)| async move {
-                if published.elapsed() > SWEEP_LIMIT {
-                    return Ok(());
-                }
-                let key = Key::new(key).expect("doomed keys were listed");
-                let bytes = match kind {
-                    Kind::Content => self.store.size(&key).await.unwrap_or(0),
-                    _ => 0,
-                };
-                self.store.delete(&key).await?;
+        for chunk in batch.chunks(DELETE_CHUNK) {
+            if published.elapsed() > SWEEP_LIMIT {
+                return Ok(());
+            }
+            let keys: Vec<Key> = chunk
+                .iter()
+                .map(|d| Key::new(d.key.clone()).expect("doomed keys were listed"))
+                .collect();
+            let sizes = if chunk[0].kind == Kind::Content {
+                self.sizes_of(&keys).await?
+            } else {
+                vec![0; keys.len()]
+            };
+            self.store.delete_many(&keys).await?;
+            for (key, size) in keys.iter().zip(sizes) {
                 tracing::debug!(%key, "collected");
-                progress.freed(bytes);
-                Ok(())
+                progress.freed(size);
+            }
+        }
+        Ok(())
+    }
+
+    /// The sizes of contents about to go (0 for one already gone).
+    async fn sizes_of(&self, keys: &[Key]) -> Result<Vec<u64>> {
+        futures_util::stream::iter(keys.iter().cloned())
+            .map(|key| async move {
+                match self.store.size(&key).await {
+                    Ok(size) => Ok(size),
+                    Err(e) if e.is_not_found() => Ok(0),
+                    Err(e) => Err(crate::Error::from(e)),
+                }
             })
+            .buffered(READS_IN_FLIGHT)
+            .try_collect()
             .await
     }
 
@@ -293,6 +331,10 @@ fn still_unreferenced(confirmed: Vec<Doomed>, repos: &[RepoKeys]) -> Vec<Doomed>
             _ => true,
         })
         .collect()
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 fn kinds_in(doomed: &[Doomed]) -> Vec<Kind> {

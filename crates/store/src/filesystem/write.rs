@@ -158,6 +158,20 @@ impl Entries {
         }
     }
 
+    /// Removes files (missing ones are fine) without syncing their folders: the caller syncs
+    /// the whole filesystem once after.
+    pub(super) fn remove_files_unsynced(&self, paths: &[std::path::PathBuf]) -> io::Result<()> {
+        for path in paths {
+            match self.remove_unsynced(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.forget(path);
+        }
+        Ok(())
+    }
+
     /// Removes a file without syncing its folder (a volatile write's leftover), closing it on
     /// the releasing thread.
     fn remove_unsynced(&self, path: &Path) -> io::Result<()> {
