@@ -40,9 +40,10 @@ async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
     }
     tokio::spawn(reread_on_hangup(matches, Arc::clone(&read_only)));
     tokio::spawn(purge_uploads(registry.clone(), Arc::clone(&read_only)));
+    let background = background_runtime()?;
     if let Some(every) = settings.gc_interval {
         let collect = collect_garbage_every(registry.clone(), every, Arc::clone(&read_only));
-        tokio::spawn(collect);
+        background.spawn(collect);
     }
     let health = Arc::new(marina_http::health::Health::new(
         registry.clone(),
@@ -97,6 +98,7 @@ async fn serve(settings: Settings, matches: ArgMatches) -> anyhow::Result<()> {
         read_only,
         notifier,
         health: Some(health),
+        background: Some(background),
     };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -150,6 +152,26 @@ async fn purge_uploads(registry: Registry, read_only: Arc<AtomicBool>) {
             Err(e) => tracing::warn!(error = %e, "purging stale upload sessions failed"),
         }
     }
+}
+
+/// A runtime for background work (garbage collection, admin jobs): one worker and a few
+/// blocking threads, all at nice 10, so that serving always comes first on a busy machine. It
+/// lives as long as the process.
+fn background_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(8)
+        .thread_name("marina-background")
+        .on_thread_start(|| {
+            // On Linux, nice is per thread: this lowers only the thread that starts.
+            let _ = rustix::process::setpriority_process(None, 10);
+        })
+        .enable_all()
+        .build()
+        .context("starting the background runtime")?;
+    let handle = runtime.handle().clone();
+    std::mem::forget(runtime);
+    Ok(handle)
 }
 
 /// Runs garbage collection every `every`, unless read-only; serving never pauses for it. The

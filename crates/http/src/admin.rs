@@ -79,7 +79,10 @@ pub(crate) fn answer(state: &AppState, parts: &Parts, from: IpAddr) -> Response 
         }
     };
     let (lines, receiver) = mpsc::channel(4);
-    tokio::spawn(run(job, lines));
+    match &state.background {
+        Some(runtime) => drop(runtime.spawn(run(job, lines))),
+        None => drop(tokio::spawn(run(job, lines))),
+    }
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver
             .recv()

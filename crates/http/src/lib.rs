@@ -47,6 +47,9 @@ pub struct Options {
     /// The health endpoints, shared with the operations listener so both answer from one
     /// probe; `None` makes them for this server alone.
     pub health: Option<Arc<health::Health>>,
+    /// Where admin jobs (`/admin/gc` and the like) run: a runtime at low priority, so that
+    /// they never compete with serving as equals; `None` runs them beside the requests.
+    pub background: Option<tokio::runtime::Handle>,
 }
 
 /// Serves the API on `listener` with `options` until `shutdown` completes, then lets requests
@@ -77,6 +80,7 @@ fn router(registry: Registry, options: Options) -> Router {
         read_only,
         notifier,
         health,
+        background,
         ..
     } = options;
     let health = health.unwrap_or_else(|| {
@@ -94,6 +98,7 @@ fn router(registry: Registry, options: Options) -> Router {
             health,
             read_only,
             notifier,
+            background,
         })
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

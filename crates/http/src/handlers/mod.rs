@@ -44,6 +44,8 @@ pub(crate) struct AppState {
     pub(crate) read_only: Arc<AtomicBool>,
     /// Where events go.
     pub(crate) notifier: Option<Arc<marina_notify::Notifier>>,
+    /// Where admin jobs run, if not beside the requests.
+    pub(crate) background: Option<tokio::runtime::Handle>,
 }
 
 /// Who is asking, and the auth that decides for them (none when auth is off).
