@@ -463,3 +463,53 @@ fn leaves(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
         }
     }
 }
+
+/// A collection records its metrics; read-only mode refuses `/admin/gc` and skips online runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_is_measured_and_read_only_mode_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (marina, ops) = with_metrics(dir.path(), &["--gc-interval", "0", "--gc-grace", "1s"]).await;
+    let data = b"a layer nobody will use".to_vec();
+    let digest = sha256(&data);
+    let url = format!(
+        "{}/v2/gc/metrics/blobs/uploads/?digest={digest}",
+        marina.base
+    );
+    assert_eq!(
+        send(Method::POST, &url, data).await.status(),
+        StatusCode::CREATED
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let run = send(
+        Method::POST,
+        &format!("{}/admin/gc", marina.base),
+        Vec::new(),
+    )
+    .await;
+    let lines = run.text().await.unwrap();
+    assert!(
+        lines.lines().last().unwrap().contains("\"report\""),
+        "{lines}"
+    );
+    let scrape = reqwest::get(format!("{ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let all = samples(&scrape);
+    assert_eq!(sample(&all, "marina_gc_runs_total{outcome=\"ok\"}"), 1.0);
+    // The blob link, its content and the repository's catalog entry.
+    assert_eq!(sample(&all, "marina_gc_objects_freed_total"), 3.0);
+    assert_eq!(sample(&all, "marina_gc_bytes_freed_total"), 23.0);
+    assert!(sample(&all, "marina_gc_objects_scanned_total") >= 3.0);
+
+    let read_only = Process::start(dir.path().join("ro").as_path(), &["--read-only"]).await;
+    let refused = send(
+        Method::POST,
+        &format!("{}/admin/gc", read_only.base),
+        Vec::new(),
+    )
+    .await;
+    assert_error(refused, 405, "UNSUPPORTED").await;
+}
