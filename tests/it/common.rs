@@ -129,22 +129,7 @@ impl Server {
 
     /// Pushes a blob in one request; returns its digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
-        let digest = sha256(data);
-        let response = self
-            .request(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-            )
-            .body(data.to_vec())
-            .send()
-            .await
-            .expect("POST blob");
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "pushing blob to {repo}"
-        );
-        digest
+        push_blob_to(&self.http, &self.base, repo, data).await
     }
 
     pub async fn put_manifest(
@@ -205,6 +190,24 @@ impl Server {
     pub async fn content(&self) -> Vec<String> {
         self.keys("blobs/").await
     }
+}
+
+/// Pushes a blob in one request to the marina at `base` (a process); returns its digest.
+pub async fn push_blob_to(client: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
+    let digest = sha256(data);
+    let url = format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}");
+    let response = client
+        .post(url)
+        .body(data.to_vec())
+        .send()
+        .await
+        .expect("POST blob");
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "pushing a blob to {repo}"
+    );
+    digest
 }
 
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {

@@ -511,15 +511,7 @@ pub async fn push_image(
     let config = format!(r#"{{"os":"linux","seed":{seed}}}"#);
     let layer = format!("layer {seed}");
     for data in [config.as_bytes(), layer.as_bytes()] {
-        let url = format!("{base}/v2/{repo}/blobs/uploads/?digest={}", sha256(data));
-        let status = client
-            .post(url)
-            .body(data.to_vec())
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, StatusCode::CREATED);
+        push_blob_to(client, base, repo, data).await;
     }
     let manifest = image_manifest(
         &descriptor(

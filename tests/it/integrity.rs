@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::common::*;
@@ -31,17 +30,7 @@ fn marina(dir: &Path, args: &[&str]) -> (i32, Value) {
 }
 
 async fn push(base: &str, repo: &str, data: &[u8]) -> String {
-    let digest = sha256(data);
-    let url = format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}");
-    let status = reqwest::Client::new()
-        .post(url)
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::CREATED);
-    digest
+    push_blob_to(&reqwest::Client::new(), base, repo, data).await
 }
 
 #[tokio::test]

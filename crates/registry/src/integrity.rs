@@ -6,12 +6,13 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use marina_oci::{Digest, Manifest, ManifestKind};
+use marina_oci::{Digest, Manifest};
 use marina_store::Key;
 use serde::{Deserialize, Serialize};
 
 use crate::gc::Progress;
 use crate::gc::scan::RepoKeys;
+use crate::manifests::referenced;
 use crate::{Registry, Result, keys};
 
 /// Contents hashed at once (hashing is CPU-bound).
@@ -201,41 +202,23 @@ impl Registry {
                 .read_link(&keys::manifest_link(&repo.name, digest))
                 .await?;
             let media_type = media_type.map(|l| l.payload).filter(|m| !m.is_empty());
+            let link = keys::manifest_link(&repo.name, digest).to_string();
             let Ok(manifest) = Manifest::parse(&body, media_type.as_deref()) else {
-                let key = format!(
-                    "repos/{}/_manifests/{}/{}",
-                    repo.name,
-                    digest.algorithm(),
-                    digest.hex()
-                );
-                finding(
-                    Fault::Corrupt,
-                    key,
-                    format!("manifest {digest} does not parse"),
-                );
+                let detail = format!("manifest {digest} does not parse");
+                finding(Fault::Corrupt, link, detail);
                 continue;
             };
-            for (needed, is_blob) in needs(&manifest) {
-                let held = if is_blob {
-                    blobs.contains(&needed)
+            for (needed, is_blob) in referenced(&manifest) {
+                let (held, what) = if is_blob {
+                    (blobs.contains(&needed), "blob")
                 } else {
-                    manifests.contains(&needed)
+                    (manifests.contains(&needed), "child manifest")
                 };
                 if !held {
-                    let what = if is_blob { "blob" } else { "child manifest" };
-                    let key = format!(
-                        "repos/{}/_manifests/{}/{}",
-                        repo.name,
-                        digest.algorithm(),
-                        digest.hex()
+                    let detail = format!(
+                        "manifest {digest} needs {what} {needed}, which the repository lacks"
                     );
-                    finding(
-                        Fault::Missing,
-                        key,
-                        format!(
-                            "manifest {digest} needs {what} {needed}, which the repository lacks"
-                        ),
-                    );
+                    finding(Fault::Missing, link.clone(), detail);
                 }
             }
         }
@@ -301,20 +284,5 @@ impl Registry {
         self.store.delete(key).await?;
         tracing::warn!(%key, quarantine = %to, "moved corrupt content into quarantine");
         Ok(())
-    }
-}
-
-/// What a manifest needs in its repository: `(digest, is a blob)`.
-fn needs(manifest: &Manifest) -> Vec<(Digest, bool)> {
-    match manifest.kind {
-        ManifestKind::Image => manifest
-            .required_blobs()
-            .map(|d| (d.digest.clone(), true))
-            .collect(),
-        ManifestKind::Index => manifest
-            .manifests
-            .iter()
-            .map(|d| (d.digest.clone(), false))
-            .collect(),
     }
 }

@@ -239,7 +239,7 @@ impl Registry {
 }
 
 /// What a manifest needs in its repository: `(digest, is a blob)`, children being manifests.
-fn referenced(manifest: &Manifest) -> Vec<(Digest, bool)> {
+pub(crate) fn referenced(manifest: &Manifest) -> Vec<(Digest, bool)> {
     match manifest.kind {
         ManifestKind::Image => manifest
             .required_blobs()
