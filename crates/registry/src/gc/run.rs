@@ -111,8 +111,10 @@ impl Registry {
             doomed: Vec::new(),
         };
         if options.dry_run {
-            report.by_kind = count_kinds(&first.doomed);
-            report.doomed = first.doomed;
+            let mut doomed = first.doomed;
+            doomed.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
+            report.by_kind = count_kinds(&doomed);
+            report.doomed = doomed;
         } else if !first.doomed.is_empty() {
             let deleted = self
                 .sweep(first.doomed, &cache, progress, &mut phases_ms)
