@@ -172,20 +172,12 @@ impl Registry {
 
     /// A link or tag as stored, or `None` when missing.
     pub(crate) async fn read_link(&self, key: &Key) -> Result<Option<Stamped>> {
-        match self.store.get(key).await {
-            Ok(raw) => Ok(Some(Stamped::decode(&raw))),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        stamped_if_found(self.store.get(key).await)
     }
 
     /// A link or tag as stored, read past the caches (for scans), or `None` when missing.
     pub(crate) async fn read_link_cold(&self, key: &Key) -> Result<Option<Stamped>> {
-        match self.store.get_cold(key).await {
-            Ok(raw) => Ok(Some(Stamped::decode(&raw))),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        stamped_if_found(self.store.get_cold(key).await)
     }
 
     /// Whether a stamp is old enough to renew: past half the grace period.
@@ -207,6 +199,15 @@ impl Registry {
             self.store.put(key, value).await?;
         }
         Ok(())
+    }
+}
+
+/// A read link or tag, decoded; `None` when it was not found.
+fn stamped_if_found(read: marina_store::Result<bytes::Bytes>) -> Result<Option<Stamped>> {
+    match read {
+        Ok(raw) => Ok(Some(Stamped::decode(&raw))),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

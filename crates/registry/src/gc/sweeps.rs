@@ -4,9 +4,8 @@
 //! again and deletes, and withdraws the list when done. A write that makes content reachable
 //! runs *guarded*: it lists the published sweeps before it works, waits out any that names a
 //! key its answer relies on, and starts over if its work outlasted half a collector's settling
-//! time. No locks,
-//! no conditional writes: the argument rests on the order of reads and writes in the store and
-//! on two durations each side measures on its own monotonic clock.
+//! time. No locks, no conditional writes: the argument rests on the order of reads and writes
+//! in the store and on two durations each side measures on its own monotonic clock.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,8 +22,8 @@ use crate::{Error, Registry, Result, keys};
 /// [`settle`].)
 pub(crate) const SETTLE: Duration = Duration::from_secs(5);
 
-/// The longest a guarded write may take from its first listing to its last; a slower one
-/// starts over (half of [`SETTLE`], leaving room for clocks that run at different rates).
+/// The longest a guarded write may take from its listing of the sweeps to its last write; a
+/// slower one starts over (half of [`SETTLE`], leaving room for clocks that run at different rates).
 const WRITE_LIMIT: Duration = Duration::from_millis(2500);
 
 /// A collector deletes nothing once its sweep has been published this long.
