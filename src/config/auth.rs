@@ -109,6 +109,11 @@ pub(super) fn resolve(
             count,
         )?,
     };
+    // Read with the rules (and again on every reload) by `read_rules`; noted here for
+    // `config check`.
+    s.optional(&names::AUTH_ADMINS, "a list of user or group names", |_| {
+        Some(())
+    })?;
     let config = AuthConfig {
         htpasswd,
         external,
@@ -196,7 +201,14 @@ fn acl_of(table: Option<&toml::Table>) -> Result<Acl, String> {
         Some(v) => v.try_into().map_err(|e| format!("[[auth.access]]: {e}"))?,
         None => Vec::new(),
     };
-    Acl::new(&rules, &groups).map_err(|e| e.to_string())
+    let admins: Vec<String> = match section("admins") {
+        Some(v) => v
+            .try_into()
+            .map_err(|e| format!("auth.admins: expected [\"user or group\", ...]: {e}"))?,
+        None => Vec::new(),
+    };
+    let acl = Acl::new(&rules, &groups).map_err(|e| e.to_string())?;
+    Ok(acl.with_admins(&admins, &groups))
 }
 
 /// The rules of the configuration file as it is now (at start, and on every reload).

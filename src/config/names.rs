@@ -167,6 +167,7 @@ pub(super) const AUTH_THROTTLE_USER: Names = file_only("auth.throttle.per_user")
 pub(super) const AUTH_THROTTLE_ADDRESS: Names = file_only("auth.throttle.per_address");
 pub(super) const AUTH_GROUPS: Names = file_only("auth.groups");
 pub(super) const AUTH_ACCESS: Names = file_only("auth.access");
+pub(super) const AUTH_ADMINS: Names = file_only("auth.admins");
 pub(super) const METRICS_LISTEN: Names = Names {
     id: "metrics_listen",
     flag: "--metrics-listen",
@@ -208,7 +209,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 45] = [
+pub(super) const ALL: [&Names; 46] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -245,6 +246,7 @@ pub(super) const ALL: [&Names; 45] = [
     &AUTH_THROTTLE_ADDRESS,
     &AUTH_GROUPS,
     &AUTH_ACCESS,
+    &AUTH_ADMINS,
     &METRICS_LISTEN,
     &READ_ONLY,
     &GC_INTERVAL,

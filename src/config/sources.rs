@@ -189,6 +189,16 @@ fn file_value(table: &toml::Table, dotted: &str) -> Option<String> {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),
         toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(items) => {
+            let shown: Vec<String> = items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => format!("{s:?}"),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            format!("[{}]", shown.join(", "))
+        }
         other => format!("{other:?}"),
     })
 }

@@ -105,6 +105,8 @@ pub struct Acl {
     rules: Vec<Rule>,
     /// No rule at all: signed-in users may do everything, anonymous users nothing.
     open: bool,
+    /// The users `[auth] admins` names (groups expanded): they may run the admin jobs.
+    admins: BTreeSet<String>,
 }
 
 impl Acl {
@@ -130,7 +132,30 @@ impl Acl {
         Ok(Self {
             open: checked.is_empty(),
             rules: checked,
+            admins: BTreeSet::new(),
         })
+    }
+
+    /// Names the administrators: users, or groups of `groups` (their members).
+    #[must_use]
+    pub fn with_admins(mut self, names: &[String], groups: &HashMap<String, Vec<String>>) -> Self {
+        for name in names {
+            self.admins.insert(name.clone());
+            self.admins
+                .extend(groups.get(name).into_iter().flatten().cloned());
+        }
+        self
+    }
+
+    /// Whether `who` may run the admin jobs (GC, fsck, du) from another machine: a user that
+    /// `[auth] admins` names; with no admins and no rules, any signed-in user.
+    #[must_use]
+    pub fn is_admin(&self, who: &Identity) -> bool {
+        match who {
+            Identity::Anonymous => false,
+            Identity::User(name) if self.admins.is_empty() => self.open && !name.is_empty(),
+            Identity::User(name) => self.admins.contains(name),
+        }
     }
 
     /// Whether `who` may do `action` in `repository`.
@@ -246,6 +271,26 @@ mod tests {
         };
         let groups = HashMap::from([("ci".to_owned(), vec!["builder".to_owned()])]);
         Acl::new(&[public, team], &groups).unwrap()
+    }
+
+    #[test]
+    fn admins_are_named_users_and_group_members_only() {
+        let groups = HashMap::from([("ops".to_owned(), vec!["olga".to_owned()])]);
+        let acl = example().with_admins(&["ops".to_owned(), "root".to_owned()], &groups);
+        assert!(acl.is_admin(&user("olga")));
+        assert!(acl.is_admin(&user("root")));
+        assert!(!acl.is_admin(&user("alice")), "rules grant no admin");
+        assert!(!acl.is_admin(&Identity::Anonymous));
+        assert!(
+            !example().is_admin(&user("alice")),
+            "no admins named: nobody"
+        );
+        let open = Acl::new(&[], &HashMap::new()).unwrap();
+        assert!(
+            open.is_admin(&user("anyone")),
+            "no rules: signed-in users do everything"
+        );
+        assert!(!open.is_admin(&Identity::Anonymous));
     }
 
     #[test]

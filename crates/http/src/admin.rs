@@ -1,7 +1,8 @@
 //! The admin endpoints `POST /admin/gc[?dry_run=true]`, `/admin/fsck[?repair=true]` and
 //! `/admin/du`: they run the job in this server (the filesystem backend's folder is locked to
 //! it, so `marina gc`, `fsck` and `du` ask here) and stream progress as JSON lines, then
-//! `{"report": ...}` or `{"error": ...}`. They answer loopback clients only.
+//! `{"report": ...}` or `{"error": ...}`. They answer loopback clients, and with auth on,
+//! administrators (`[auth] admins`) from anywhere.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,6 +24,7 @@ use marina_registry::integrity::CheckProgress;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::handlers::AppState;
 
@@ -41,8 +43,8 @@ struct Job {
     progress: Box<dyn Fn() -> Value + Send>,
 }
 
-/// Answers `/admin/...`.
-pub(crate) fn answer(state: &AppState, parts: &Parts, from: IpAddr) -> Response {
+/// Answers `/admin/...`: to loopback clients, and, with auth on, to administrators anywhere.
+pub(crate) async fn answer(state: &AppState, parts: &Parts, from: IpAddr) -> Response {
     let path = parts.uri.path();
     if parts.method != Method::POST {
         let message = format!("{} {path} is not supported: use POST", parts.method);
@@ -52,9 +54,8 @@ pub(crate) fn answer(state: &AppState, parts: &Parts, from: IpAddr) -> Response 
             message,
         );
     }
-    if !from.is_loopback() {
-        let message = format!("{path} answers only clients on this machine (loopback)");
-        return refusal(StatusCode::FORBIDDEN, ErrorCode::Denied, message);
+    if let Err(refused) = admit(state.auth.as_deref(), parts, from).await {
+        return refused.into_response();
     }
     let flag = |name: &str| {
         let on = [format!("{name}=true"), format!("{name}=1")];
@@ -94,6 +95,25 @@ pub(crate) fn answer(state: &AppState, parts: &Parts, from: IpAddr) -> Response 
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(body))
         .expect("static response parts are valid")
+}
+
+/// Lets in loopback clients (an IPv4 address mapped into IPv6 counts as itself), and, with
+/// auth on, administrators from anywhere.
+async fn admit(auth: Option<&Auth>, parts: &Parts, from: IpAddr) -> Result<(), ApiError> {
+    if from.to_canonical().is_loopback() {
+        return Ok(());
+    }
+    match auth {
+        Some(auth) => auth.admit_admin(parts, from).await,
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Denied,
+            format!(
+                "{} answers only clients on this machine (loopback) while auth is off",
+                parts.uri.path()
+            ),
+        )),
+    }
 }
 
 fn refusal(status: StatusCode, code: ErrorCode, message: String) -> Response {
@@ -170,4 +190,79 @@ fn json_line(value: &Value) -> Bytes {
     let mut line = serde_json::to_vec(value).expect("JSON values serialize");
     line.push(b'\n');
     Bytes::from(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use axum::http::Request;
+    use marina_auth::{Acl, Htpasswd};
+
+    use super::*;
+    use crate::auth::Policy;
+
+    const USERS: &str = "olga:$2y$04$kE03qAJuE9P1c5hg5Drt6eiuG6FcxFBja6KvsirLhaIFePX2a0qsS\n\
+                         alice:$2y$04$Zd6nwiyboEAoQP2Pp9hzTeP0qTbtdkT/UIoVyOn/e44KizIJNuUwe\n";
+
+    fn auth() -> Auth {
+        let groups = HashMap::from([("ops".to_owned(), vec!["olga".to_owned()])]);
+        let rule = marina_auth::AccessRule {
+            repositories: vec!["**".into()],
+            authenticated: true,
+            actions: vec!["pull".into(), "push".into(), "delete".into()],
+            ..Default::default()
+        };
+        let acl = Acl::new(&[rule], &groups)
+            .unwrap()
+            .with_admins(&["ops".to_owned()], &groups);
+        let policy = Policy {
+            users: Htpasswd::parse(USERS).unwrap(),
+            acl,
+        };
+        Auth::new(policy, None, crate::AuthSettings::default())
+    }
+
+    fn request(user: Option<&str>) -> Parts {
+        let mut request = Request::post("/admin/gc");
+        if let Some(user) = user {
+            let pair = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("{user}:pw"),
+            );
+            request = request.header(header::AUTHORIZATION, format!("Basic {pair}"));
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    async fn status(auth: Option<&Auth>, user: Option<&str>, from: &str) -> StatusCode {
+        match admit(auth, &request(user), from.parse().unwrap()).await {
+            Ok(()) => StatusCode::OK,
+            Err(e) => e.into_response().status(),
+        }
+    }
+
+    #[tokio::test]
+    async fn loopback_is_trusted_and_others_need_an_administrator() {
+        let auth = auth();
+        let remote = "192.0.2.7";
+        assert_eq!(status(None, None, "127.0.0.1").await, StatusCode::OK);
+        assert_eq!(status(None, None, "::ffff:127.0.0.1").await, StatusCode::OK);
+        assert_eq!(status(None, None, "::1").await, StatusCode::OK);
+        assert_eq!(
+            status(None, Some("olga"), remote).await,
+            StatusCode::FORBIDDEN
+        );
+        let auth = Some(&auth);
+        assert_eq!(status(auth, None, remote).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(auth, Some("alice"), remote).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(status(auth, Some("olga"), remote).await, StatusCode::OK);
+        assert_eq!(
+            status(auth, Some("mallory"), remote).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
 }

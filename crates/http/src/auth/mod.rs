@@ -14,6 +14,10 @@ use marina_auth::{Acl, Granted, Htpasswd, Identity, Throttle, TokenIssuer, Token
 
 pub(crate) use gate::{Caller, authenticate, authorize};
 
+use axum::http::request::Parts;
+
+use crate::endpoint::Endpoint;
+use crate::error::ApiError;
 use crate::metrics::{AuthFailure, auth_failed};
 pub(crate) use token_endpoint::answer as token_endpoint;
 
@@ -118,6 +122,25 @@ impl Auth {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+
+    /// Admits a caller to the admin jobs from another machine: an administrator signed in
+    /// (Basic, a token or a client certificate); 401 for nobody, 403 for anyone else.
+    pub(crate) async fn admit_admin(&self, request: &Parts, from: IpAddr) -> Result<(), ApiError> {
+        let caller = authenticate(self, request, from, &Endpoint::Base).await?;
+        if self.policy().acl.is_admin(&caller.identity) {
+            return Ok(());
+        }
+        match caller.identity {
+            Identity::Anonymous => Err(ApiError::unauthorized("Basic realm=\"marina\"".to_owned())
+                .with_message("the admin jobs need an administrator's credentials")),
+            Identity::User(name) => {
+                auth_failed(AuthFailure::Denied);
+                Err(ApiError::denied(&format!(
+                    "{name} is not an administrator (auth.admins)"
+                )))
+            }
+        }
     }
 
     /// Whether `caller` may pull from `repository` (a mount source, a catalog entry).

@@ -89,9 +89,11 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
             let answer = auth::token_endpoint(auth, &parts, body, from);
             labelled(answer.await, "/auth/token", None)
         }
-        (_, path) if path.starts_with(crate::admin::PREFIX) => {
-            labelled(crate::admin::answer(&state, &parts, from), "/admin", None)
-        }
+        (_, path) if path.starts_with(crate::admin::PREFIX) => labelled(
+            crate::admin::answer(&state, &parts, from).await,
+            "/admin",
+            None,
+        ),
         _ => answer(&state, &parts, body, from).await,
     };
     leftover.drain_before_answer().await;
