@@ -3,10 +3,11 @@
 //! behind whatever else the disk is writing: 7 ms per replaced session state here, on every
 //! PATCH, before such states were swapped out instead (`write::swap`). Holding removed files
 //! open across the removal, and closing them on a thread of their own, moves that wait off the
-//! request.
+//! request. Files garbage collection throws away are moved aside (a rename costs a seventh of an
+//! unlink here) and unlinked on the same thread.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 /// Removing more entries than this from one folder holds only the first ones.
@@ -15,19 +16,42 @@ const HOLD_AT_MOST: usize = 8;
 /// so a disk too slow to keep up costs waiting, as before, and never runs out of descriptors.
 const QUEUED_AT_MOST: usize = 64;
 
-/// Closes the files it is given on a thread of its own.
+/// What the releasing thread does.
+#[derive(Debug)]
+enum Work {
+    /// Close these files.
+    Close(Vec<File>),
+    /// Unlink these files, moved aside into the temporary folder (cleared at start, should the
+    /// process die first).
+    Unlink(Vec<PathBuf>),
+}
+
+impl Work {
+    fn run(self) {
+        match self {
+            Self::Close(files) => drop(files),
+            Self::Unlink(paths) => {
+                for path in paths {
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+    }
+}
+
+/// Closes and unlinks the files it is given on a thread of its own.
 #[derive(Debug)]
 pub(super) struct Releaser {
-    /// `None` when no thread could be started: files are then closed where they are released.
-    sender: Option<mpsc::SyncSender<Vec<File>>>,
+    /// `None` when no thread could be started: the work is then done where it is handed over.
+    sender: Option<mpsc::SyncSender<Work>>,
 }
 
 impl Default for Releaser {
     fn default() -> Self {
-        let (sender, receiver) = mpsc::sync_channel::<Vec<File>>(QUEUED_AT_MOST);
+        let (sender, receiver) = mpsc::sync_channel::<Work>(QUEUED_AT_MOST);
         let started = std::thread::Builder::new()
             .name("marina-release".into())
-            .spawn(move || receiver.into_iter().for_each(drop));
+            .spawn(move || receiver.into_iter().for_each(Work::run));
         Self {
             sender: started.ok().map(|_| sender),
         }
@@ -37,11 +61,27 @@ impl Default for Releaser {
 impl Releaser {
     /// Closes `held` on the releasing thread, or here when its queue is full (or it is gone).
     pub(super) fn release(&self, held: Vec<File>) {
-        if let Some(sender) = &self.sender
-            && !held.is_empty()
-        {
-            let _ = sender.try_send(held);
+        if !held.is_empty() {
+            self.hand_over(Work::Close(held));
         }
+    }
+
+    /// Unlinks files moved aside on the releasing thread, or here when its queue is full.
+    pub(super) fn unlink(&self, moved: Vec<PathBuf>) {
+        if !moved.is_empty() {
+            self.hand_over(Work::Unlink(moved));
+        }
+    }
+
+    fn hand_over(&self, work: Work) {
+        let refused = match &self.sender {
+            Some(sender) => match sender.try_send(work) {
+                Ok(()) => return,
+                Err(mpsc::TrySendError::Full(w) | mpsc::TrySendError::Disconnected(w)) => w,
+            },
+            None => work,
+        };
+        refused.run();
     }
 }
 

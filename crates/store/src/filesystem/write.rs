@@ -159,17 +159,27 @@ impl Entries {
     }
 
     /// Removes files (missing ones are fine) without syncing their folders: the caller syncs
-    /// the whole filesystem once after.
-    pub(super) fn remove_files_unsynced(&self, paths: &[std::path::PathBuf]) -> io::Result<()> {
-        for path in paths {
-            match self.remove_unsynced(path) {
-                Ok(()) => {}
+    /// the whole filesystem once after. Each `(file, aside)` pair moves the file to `aside`, a
+    /// fresh name in the temporary folder; the releasing thread unlinks it later.
+    pub(super) fn remove_files_unsynced(
+        &self,
+        moves: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> io::Result<()> {
+        let mut moved = Vec::with_capacity(moves.len());
+        let mut outcome = Ok(());
+        for (path, aside) in moves {
+            match fs::rename(&path, &aside) {
+                Ok(()) => moved.push(aside),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
-            self.forget(path);
+            self.forget(&path);
         }
-        Ok(())
+        self.released.unlink(moved);
+        outcome
     }
 
     /// Removes a file without syncing its folder (a volatile write's leftover), closing it on
