@@ -14,8 +14,9 @@ use super::sweeps::{SWEEP_LIMIT, SweepList};
 use super::{Doomed, Kind, Phase, Progress};
 use crate::{Registry, Result, keys, metrics};
 
-/// Keys deleted together (S3 takes a thousand a request).
-const DELETE_CHUNK: usize = 1000;
+/// Keys deleted together: the S3 backend sends them a thousand a request; the filesystem
+/// syncs once per call, so fewer, larger calls cost fewer syncs.
+const DELETE_CHUNK: usize = 10_000;
 /// Content sizes read at once before deleting.
 const READS_IN_FLIGHT: usize = 32;
 
