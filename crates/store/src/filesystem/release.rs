@@ -4,7 +4,7 @@
 //! PATCH, before such states were swapped out instead (`write::swap`). Holding removed files
 //! open across the removal, and closing them on a thread of their own, moves that wait off the
 //! request. Files garbage collection throws away are moved aside (a rename costs a seventh of an
-//! unlink here) and unlinked on the same thread.
+//! unlink here) and unlinked by a thread of their own, gently.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -16,44 +16,28 @@ const HOLD_AT_MOST: usize = 8;
 /// so a disk too slow to keep up costs waiting, as before, and never runs out of descriptors.
 const QUEUED_AT_MOST: usize = 64;
 
-/// What the releasing thread does.
-#[derive(Debug)]
-enum Work {
-    /// Close these files.
-    Close(Vec<File>),
-    /// Unlink these files, moved aside into the temporary folder (cleared at start, should the
-    /// process die first).
-    Unlink(Vec<PathBuf>),
-}
-
-impl Work {
-    fn run(self) {
-        match self {
-            Self::Close(files) => drop(files),
-            Self::Unlink(paths) => {
-                for path in paths {
-                    let _ = fs::remove_file(path);
-                }
-            }
-        }
-    }
-}
-
-/// Closes and unlinks the files it is given on a thread of its own.
+/// Closes files on a thread of its own, and unlinks files moved aside on another.
 #[derive(Debug)]
 pub(super) struct Releaser {
-    /// `None` when no thread could be started: the work is then done where it is handed over.
-    sender: Option<mpsc::SyncSender<Work>>,
+    /// `None` when no thread could be started: files are then closed where they are released.
+    closer: Option<mpsc::SyncSender<Vec<File>>>,
+    /// `None` likewise: moved files are then unlinked where they are handed over.
+    unlinker: Option<mpsc::SyncSender<Vec<PathBuf>>>,
 }
 
 impl Default for Releaser {
     fn default() -> Self {
-        let (sender, receiver) = mpsc::sync_channel::<Work>(QUEUED_AT_MOST);
-        let started = std::thread::Builder::new()
+        let (closer, closing) = mpsc::sync_channel::<Vec<File>>(QUEUED_AT_MOST);
+        let closes = std::thread::Builder::new()
             .name("marina-release".into())
-            .spawn(move || receiver.into_iter().for_each(Work::run));
+            .spawn(move || closing.into_iter().for_each(drop));
+        let (unlinker, unlinking) = mpsc::sync_channel::<Vec<PathBuf>>(QUEUED_AT_MOST);
+        let unlinks = std::thread::Builder::new()
+            .name("marina-unlink".into())
+            .spawn(move || unlink_gently(&unlinking));
         Self {
-            sender: started.ok().map(|_| sender),
+            closer: closes.ok().map(|_| closer),
+            unlinker: unlinks.ok().map(|_| unlinker),
         }
     }
 }
@@ -61,29 +45,49 @@ impl Default for Releaser {
 impl Releaser {
     /// Closes `held` on the releasing thread, or here when its queue is full (or it is gone).
     pub(super) fn release(&self, held: Vec<File>) {
-        if !held.is_empty() {
-            self.hand_over(Work::Close(held));
+        if let Some(sender) = &self.closer
+            && !held.is_empty()
+        {
+            let _ = sender.try_send(held);
         }
     }
 
-    /// Unlinks files moved aside on the releasing thread, or here when its queue is full.
+    /// Unlinks files moved aside (into the temporary folder, cleared at start should the
+    /// process die first) on the unlinking thread, or here when its queue is full.
     pub(super) fn unlink(&self, moved: Vec<PathBuf>) {
-        if !moved.is_empty() {
-            self.hand_over(Work::Unlink(moved));
-        }
-    }
-
-    fn hand_over(&self, work: Work) {
-        let refused = match &self.sender {
-            Some(sender) => match sender.try_send(work) {
+        let refused = match &self.unlinker {
+            _ if moved.is_empty() => return,
+            Some(sender) => match sender.try_send(moved) {
                 Ok(()) => return,
-                Err(mpsc::TrySendError::Full(w) | mpsc::TrySendError::Disconnected(w)) => w,
+                Err(mpsc::TrySendError::Full(m) | mpsc::TrySendError::Disconnected(m)) => m,
             },
-            None => work,
+            None => moved,
         };
-        refused.run();
+        for path in refused {
+            let _ = fs::remove_file(path);
+        }
     }
 }
+
+/// Unlinks batches as they come, at the lowest CPU priority, resting as long as it worked
+/// after every [`UNLINK_STRETCH`] files: freeing blocks of thousands of files at once stalls
+/// the disk for everyone, and nobody waits for this.
+fn unlink_gently(batches: &mpsc::Receiver<Vec<PathBuf>>) {
+    // On Linux, nice is per thread: this lowers only this one.
+    let _ = rustix::process::setpriority_process(None, 19);
+    for batch in batches {
+        for stretch in batch.chunks(UNLINK_STRETCH) {
+            let started = std::time::Instant::now();
+            for path in stretch {
+                let _ = fs::remove_file(path);
+            }
+            std::thread::sleep(started.elapsed());
+        }
+    }
+}
+
+/// Files unlinked between two rests.
+const UNLINK_STRETCH: usize = 64;
 
 /// Opens the file or folder at `path`, if any, so that removing it frees nothing yet.
 pub(super) fn hold(path: &Path) -> Vec<File> {
