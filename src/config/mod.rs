@@ -6,6 +6,7 @@ mod auth;
 mod names;
 mod notifications;
 pub(crate) mod parse;
+mod proxy;
 mod retention;
 mod sources;
 mod storage;
@@ -196,6 +197,8 @@ impl Settings {
                 parse::duration,
             )?,
             retention: retention::resolve(&s)?,
+            proxies: proxy::resolve(&s)?,
+            scratch: scratch(&storage),
         };
         let gc_interval = s.get(
             &names::GC_INTERVAL,
@@ -290,5 +293,14 @@ fn tls(s: &Sources<'_>) -> Result<Option<marina_http::tls::TlsFiles>, ConfigErro
         (Some((_, origin)), None) | (None, Some((_, origin))) => Err(ConfigError(format!(
             "{origin} is set but not its pair: HTTPS needs both --tls-cert and --tls-key"
         ))),
+    }
+}
+
+/// Where proxied blobs are written while they download: the storage folder's temporary
+/// folder on the filesystem (the same disk, not a RAM-backed /tmp), the system's otherwise.
+fn scratch(storage: &StorageConfig) -> std::path::PathBuf {
+    match storage {
+        StorageConfig::Filesystem { path } => path.join(".tmp"),
+        StorageConfig::S3(_) => std::env::temp_dir(),
     }
 }

@@ -193,6 +193,7 @@ pub(super) const GC_GRACE: Names = Names {
     key: "gc.grace",
 };
 pub(super) const RETENTION: Names = file_only("retention");
+pub(super) const PROXY: Names = file_only("proxy");
 pub(super) const NOTIFICATION_SPOOL: Names = file_only("notifications.spool");
 pub(super) const NOTIFICATION_ENDPOINTS: Names = file_only("notifications.endpoints");
 pub(super) const LOG_LEVEL: Names = Names {
@@ -209,7 +210,7 @@ pub(super) const LOG_FORMAT: Names = Names {
 };
 
 /// Every setting the file may hold (and the rest, whose empty key the file check skips).
-pub(super) const ALL: [&Names; 46] = [
+pub(super) const ALL: [&Names; 47] = [
     &CONFIG,
     &LISTEN,
     &DRIVER,
@@ -252,6 +253,7 @@ pub(super) const ALL: [&Names; 46] = [
     &GC_INTERVAL,
     &GC_GRACE,
     &RETENTION,
+    &PROXY,
     &NOTIFICATION_SPOOL,
     &NOTIFICATION_ENDPOINTS,
     &LOG_LEVEL,

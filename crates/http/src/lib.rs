@@ -12,6 +12,7 @@ mod handlers;
 pub mod health;
 mod limits;
 pub mod metrics;
+mod mirror;
 mod observe;
 mod ops;
 mod query;

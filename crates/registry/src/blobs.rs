@@ -53,6 +53,14 @@ impl Registry {
     /// # Errors
     /// [`Error::BlobUnknown`] when the repository does not hold it.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        match self.route(repo) {
+            Some(route) => self.proxied_blob_size(&route, repo, digest).await,
+            None => self.local_blob_size(repo, digest).await,
+        }
+    }
+
+    /// The size of a blob this store holds for the repository (renewing an old link).
+    pub(crate) async fn local_blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         let unknown = || Error::BlobUnknown(digest.clone());
         let link = keys::blob_link(repo, digest);
         let Some(stamped) = self.read_link(&link).await? else {
@@ -84,7 +92,20 @@ impl Registry {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobRead> {
-        let size = self.blob_size(repo, digest).await?;
+        match self.route(repo) {
+            Some(route) => self.proxied_blob(&route, repo, digest, range).await,
+            None => self.local_read_blob(repo, digest, range).await,
+        }
+    }
+
+    /// Opens a blob this store holds for the repository.
+    pub(crate) async fn local_read_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobRead> {
+        let size = self.local_blob_size(repo, digest).await?;
         let range = match range {
             None => 0..size,
             Some(r) => r.resolve(size).ok_or(Error::RangeNotSatisfiable { size })?,
@@ -212,7 +233,7 @@ fn stamped_if_found(read: marina_store::Result<bytes::Bytes>) -> Result<Option<S
 }
 
 /// The keys a blob in a repository needs: its content, its link, the repository's entry.
-fn blob_reliance(repo: &RepoName, digest: &Digest) -> Vec<Key> {
+pub(crate) fn blob_reliance(repo: &RepoName, digest: &Digest) -> Vec<Key> {
     vec![
         keys::blob(digest),
         keys::blob_link(repo, digest),

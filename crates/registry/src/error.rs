@@ -68,6 +68,12 @@ pub enum Error {
     /// Garbage collection is removing content this request relies on; retrying later works.
     #[error("garbage collection is removing {0}; retry in a few seconds")]
     Collecting(String),
+    /// A proxy's upstream could not answer, and nothing cached could.
+    #[error("{0}")]
+    Upstream(String),
+    /// A proxy's upstream answered something wrong (a digest mismatch); nothing was cached.
+    #[error("the upstream registry failed: {0}")]
+    UpstreamInvalid(String),
     /// The storage failed.
     #[error(transparent)]
     Store(marina_store::Error),

@@ -208,7 +208,12 @@ impl Registry {
                 finding(Fault::Corrupt, link, detail);
                 continue;
             };
-            for (needed, is_blob) in referenced(&manifest) {
+            // A mirror fetches what a manifest references when a client asks for it.
+            let fetched_on_demand = self.is_proxied(&repo.name);
+            for (needed, is_blob) in referenced(&manifest)
+                .into_iter()
+                .filter(|_| !fetched_on_demand)
+            {
                 let (held, what) = if is_blob {
                     (blobs.contains(&needed), "blob")
                 } else {

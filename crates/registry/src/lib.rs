@@ -1,6 +1,6 @@
 //! The OCI registry's rules on top of a [`Store`]: upload sessions, blobs, manifests, tags,
 //! referrers, the catalog, deletes, garbage collection and retention, integrity checks and
-//! usage. It knows storage keys but not HTTP.
+//! usage, and the pull-through cache. It knows storage keys but not HTTP.
 
 mod blobs;
 mod catalog;
@@ -13,6 +13,7 @@ mod keys;
 mod locks;
 mod manifests;
 pub mod metrics;
+pub mod proxy;
 mod referrers;
 pub mod retention;
 mod stamp;
@@ -64,6 +65,10 @@ pub struct Config {
     pub gc_grace: Duration,
     /// The retention policies, first match wins.
     pub retention: Vec<retention::Retention>,
+    /// The pull-through caches, by prefix.
+    pub proxies: Vec<Arc<proxy::Proxy>>,
+    /// Where blob downloads from upstreams are written while they arrive (unnamed files).
+    pub scratch: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -75,6 +80,8 @@ impl Default for Config {
             mount_without_from: false,
             gc_grace: Duration::from_secs(3600),
             retention: Vec::new(),
+            proxies: Vec::new(),
+            scratch: std::env::temp_dir(),
         }
     }
 }
@@ -91,6 +98,8 @@ pub struct Registry {
     read_only: Arc<AtomicBool>,
     /// This replica's random id, for its probe key and the events it sends.
     instance: Arc<str>,
+    /// The pull-through caches' fetches under way and tag checks.
+    proxying: Arc<proxy::State>,
 }
 
 impl Registry {
@@ -106,6 +115,7 @@ impl Registry {
             sweeps: Arc::default(),
             read_only: Arc::default(),
             instance: hex::encode(id).into(),
+            proxying: Arc::default(),
         }
     }
 

@@ -122,6 +122,18 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<StoredManifest> {
+        match self.route(repo) {
+            Some(route) => self.proxied_manifest(&route, repo, reference).await,
+            None => self.local_manifest(repo, reference).await,
+        }
+    }
+
+    /// Reads a manifest this store holds, by tag or digest.
+    pub(crate) async fn local_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
         let digest = self.resolve(repo, reference).await?;
         let unknown = || Error::ManifestUnknown(reference.to_string());
         let Some(link) = self.read_link(&keys::manifest_link(repo, &digest)).await? else {
@@ -151,7 +163,7 @@ impl Registry {
             self.store.delete(&keys::tag(repo, tag)).await?;
             return Ok(());
         }
-        let stored = self.get_manifest(repo, reference).await?;
+        let stored = self.local_manifest(repo, reference).await?;
         let tags = self.tags_pointing_at(repo, &digest).await?;
         self.check_deletable(repo, &tags)?;
         if let Ok(manifest) = Manifest::parse(&stored.body, Some(&stored.media_type))

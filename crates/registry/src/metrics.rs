@@ -22,6 +22,13 @@ pub const GC_FREED_BYTES: &str = "marina_gc_bytes_freed_total";
 /// When the last run that did not fail finished, in Unix seconds.
 pub const GC_LAST_SUCCESS: &str = "marina_gc_last_success_timestamp_seconds";
 
+/// Reads under a proxy's prefix, by proxy and result (`hit`: answered from the cache).
+pub const PROXY_REQUESTS: &str = "marina_proxy_requests_total";
+/// Bytes received from upstreams, by proxy.
+pub const PROXY_UPSTREAM_BYTES: &str = "marina_proxy_upstream_bytes_total";
+/// Upstream requests that failed, by proxy.
+pub const PROXY_UPSTREAM_ERRORS: &str = "marina_proxy_upstream_errors_total";
+
 /// Upload sessions in the store, as last counted.
 pub const UPLOAD_SESSIONS_OPEN: &str = "marina_upload_sessions_open";
 
@@ -32,6 +39,18 @@ pub fn describe() {
         "Upload sessions the store holds, as last counted (every replica counts them all)."
     );
     describe_counter!(GC_RUNS, "Garbage collection runs, by outcome.");
+    describe_counter!(
+        PROXY_REQUESTS,
+        "Reads under a proxy's prefix, by proxy and result (hit: from the cache; miss: fetched)."
+    );
+    describe_counter!(
+        PROXY_UPSTREAM_BYTES,
+        "Bytes received from upstreams, by proxy."
+    );
+    describe_counter!(
+        PROXY_UPSTREAM_ERRORS,
+        "Upstream requests that failed, by proxy."
+    );
     describe_histogram!(GC_DURATION, "How long each garbage collection run took.");
     describe_counter!(GC_SCANNED, "Keys listed by garbage collection runs.");
     describe_counter!(GC_FREED_OBJECTS, "Objects garbage collection deleted.");
@@ -71,4 +90,20 @@ impl Registry {
             Err(e) => tracing::warn!(error = %e, "counting the upload sessions failed"),
         }
     }
+}
+
+/// Counts a read under a proxy, answered from the cache (`hit`) or not.
+pub(crate) fn proxy_request(proxy: &str, hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    counter!(PROXY_REQUESTS, "proxy" => proxy.to_owned(), "result" => result).increment(1);
+}
+
+/// Counts bytes received from a proxy's upstream.
+pub(crate) fn upstream_bytes(proxy: &str, n: usize) {
+    counter!(PROXY_UPSTREAM_BYTES, "proxy" => proxy.to_owned()).increment(n as u64);
+}
+
+/// Counts a failed upstream request.
+pub(crate) fn upstream_error(proxy: &str) {
+    counter!(PROXY_UPSTREAM_ERRORS, "proxy" => proxy.to_owned()).increment(1);
 }

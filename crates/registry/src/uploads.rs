@@ -24,7 +24,7 @@ use crate::{Error, Registry, Result, keys};
 pub struct UploadId(String);
 
 impl UploadId {
-    fn random() -> Self {
+    pub(crate) fn random() -> Self {
         let mut b = [0u8; 16];
         getrandom::fill(&mut b).expect("the OS random source works");
         b[6] = (b[6] & 0x0f) | 0x40;

@@ -232,6 +232,8 @@ impl From<RegistryError> for ApiError {
             E::TagImmutable { .. } => Self::new(S::CONFLICT, ErrorCode::Denied, message),
             E::Collecting(_) => Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message)
                 .header(header::RETRY_AFTER, "5".to_owned()),
+            E::Upstream(_) => Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message),
+            E::UpstreamInvalid(_) => Self::new(S::BAD_GATEWAY, ErrorCode::Unavailable, message),
             E::Store(fault) => Self::storage(&fault, &message),
         }
     }

@@ -102,11 +102,15 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
 
 /// Parses, authorizes and dispatches an API request.
 async fn answer(state: &AppState, parts: &Parts, body: Body, from: IpAddr) -> Response {
-    let endpoint = match Endpoint::parse(&parts.method, parts.uri.path(), parts.uri.query()) {
+    let path = crate::mirror::with_namespace(&state.registry, parts.uri.path(), parts.uri.query());
+    let endpoint = match Endpoint::parse(&parts.method, &path, parts.uri.query()) {
         Ok(endpoint) => endpoint,
         Err(e) => return e.into_response(),
     };
     let template = endpoint.template();
+    if let Err(refused) = crate::mirror::refuse_writes(&state.registry, &endpoint) {
+        return labelled(refused.into_response(), template, None);
+    }
     if state.read_only.load(Ordering::Relaxed) && endpoint.writes() {
         return labelled(
             ApiError::read_only(&parts.method).into_response(),

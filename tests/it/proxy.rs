@@ -1,0 +1,370 @@
+//! The pull-through cache against a fake upstream in the test process: cold and warm pulls,
+//! one fetch for many clients, tag TTLs, an upstream that dies or lies, and the read-only
+//! prefix. Real upstreams (marina with tokens, Distribution) are in `proxy_upstreams.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use marina_registry::Config;
+use marina_registry::proxy::{OnUpstreamError, Proxy};
+use marina_upstream::{Credentials, Remote, Settings};
+use reqwest::{Method, StatusCode};
+
+use crate::common::{
+    OCI_MANIFEST, Server, assert_error, descriptor, image_manifest, noise, sha256,
+};
+use crate::fake_upstream::{FakeUpstream, PASSWORD, USER};
+
+const PREFIX: &str = "up.example";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A marina mirroring `upstream` under [`PREFIX`].
+async fn mirror(upstream: &FakeUpstream, tag_ttl: Duration, on_error: OnUpstreamError) -> Server {
+    let credentials = Some(Credentials {
+        username: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let remote = Remote::new(Settings {
+        credentials,
+        ..Settings::anonymous(&upstream.base)
+    })
+    .unwrap();
+    let proxy = Proxy {
+        prefix: PREFIX.into(),
+        remote,
+        tag_ttl,
+        on_upstream_error: on_error,
+    };
+    Server::start_with(Config {
+        proxies: vec![Arc::new(proxy)],
+        ..Config::default()
+    })
+    .await
+}
+
+/// An image upstream: its manifest digest, and every blob's (digest, bytes).
+struct Image {
+    manifest: String,
+    blobs: Vec<(String, Vec<u8>)>,
+}
+
+fn publish(upstream: &FakeUpstream, repo: &str, tag: Option<&str>, seed: u64) -> Image {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
+    let layers = [noise(300_000, seed), noise(1000, seed + 1)];
+    let mut blobs = vec![(upstream.add_blob(&config), config.clone())];
+    for layer in &layers {
+        blobs.push((upstream.add_blob(layer), layer.clone()));
+    }
+    let manifest = image_manifest(
+        &descriptor("application/vnd.oci.image.config.v1+json", &config),
+        &layers
+            .iter()
+            .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l))
+            .collect::<Vec<_>>(),
+        "",
+    );
+    let manifest = upstream.add_manifest(repo, tag, OCI_MANIFEST, manifest.as_bytes());
+    Image { manifest, blobs }
+}
+
+/// Pulls `reference` and everything it needs through the mirror; checks every byte.
+async fn pull(server: &Server, repo: &str, reference: &str, image: &Image) {
+    let response = server
+        .get(&format!("/v2/{PREFIX}/{repo}/manifests/{reference}"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK, "{repo}:{reference}");
+    let body = response.bytes().await.unwrap();
+    assert_eq!(sha256(&body), image.manifest);
+    for (digest, bytes) in &image.blobs {
+        let response = server
+            .get(&format!("/v2/{PREFIX}/{repo}/blobs/{digest}"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{digest}");
+        assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    }
+}
+
+#[tokio::test]
+async fn a_cold_pull_fetches_once_through_the_token_dance_and_a_warm_pull_fetches_nothing() {
+    let upstream = FakeUpstream::start(true).await;
+    let image = publish(&upstream, "team/app", Some("v1"), 1);
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":1,"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+        image.manifest
+    );
+    upstream.add_manifest("team/app", Some("multi"), OCI_INDEX, index.as_bytes());
+    let server = mirror(
+        &upstream,
+        Duration::from_secs(3600),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+
+    let response = server
+        .get(&format!("/v2/{PREFIX}/team/app/manifests/multi"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(crate::common::header(&response, "content-type"), OCI_INDEX);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), index.as_bytes());
+    pull(&server, "team/app", &image.manifest, &image).await;
+    assert_eq!(upstream.count("GET", "/token"), 1, "one token, kept");
+    let fetched = upstream.count("GET", "/manifests/") + upstream.count("GET", "/blobs/");
+    // The very first GET is refused (401) and sends marina for its token.
+    assert_eq!(
+        fetched,
+        1 + 2 + image.blobs.len(),
+        "each object fetched once"
+    );
+
+    pull(&server, "team/app", &image.manifest, &image).await;
+    let response = server
+        .get(&format!("/v2/{PREFIX}/team/app/manifests/multi"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let again = upstream.count("GET", "/manifests/") + upstream.count("GET", "/blobs/");
+    assert_eq!(again, fetched, "a warm pull sends the upstream no GET");
+    assert_eq!(
+        upstream.count("HEAD", "/"),
+        0,
+        "the tag is still fresh: {:?}",
+        upstream.log()
+    );
+    let catalog: serde_json::Value = server.get("/v2/_catalog").await.json().await.unwrap();
+    assert_eq!(catalog["repositories"][0], format!("{PREFIX}/team/app"));
+}
+
+#[tokio::test]
+async fn concurrent_pulls_of_a_cold_blob_share_one_upstream_get() {
+    let upstream = FakeUpstream::start(false).await;
+    let big = noise(24 << 20, 7);
+    let digest = upstream.add_blob(&big);
+    let server = mirror(
+        &upstream,
+        Duration::from_secs(60),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+    let pulls = (0..20).map(|_| {
+        let (http, url) = (
+            server.http.clone(),
+            server.url(&format!("/v2/{PREFIX}/a/blobs/{digest}")),
+        );
+        tokio::spawn(async move {
+            let response = http.get(url).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            sha256(&response.bytes().await.unwrap())
+        })
+    });
+    for pull in futures_util::future::join_all(pulls).await {
+        assert_eq!(pull.unwrap(), digest);
+    }
+    assert_eq!(
+        upstream.count("GET", &digest),
+        1,
+        "one upstream GET for 20 clients"
+    );
+    let response = server.get(&format!("/v2/{PREFIX}/a/blobs/{digest}")).await;
+    assert_eq!(sha256(&response.bytes().await.unwrap()), digest);
+    assert_eq!(
+        upstream.count("GET", &digest),
+        1,
+        "then served from the cache"
+    );
+    let ranged = server
+        .get_range(&format!("/v2/{PREFIX}/a/blobs/{digest}"), "bytes=10-19")
+        .await;
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.bytes().await.unwrap().as_ref(), &big[10..20]);
+}
+
+#[tokio::test]
+async fn a_tag_moved_upstream_is_served_after_its_ttl_and_not_before() {
+    let upstream = FakeUpstream::start(false).await;
+    let first = publish(&upstream, "app", Some("latest"), 10);
+    let server = mirror(
+        &upstream,
+        Duration::from_secs(2),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+    pull(&server, "app", "latest", &first).await;
+    let second = publish(&upstream, "app", Some("latest"), 20);
+    pull(&server, "app", "latest", &first).await;
+    assert_eq!(
+        upstream.count("HEAD", "/manifests/latest"),
+        0,
+        "fresh: not re-checked"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    pull(&server, "app", "latest", &second).await;
+    assert_eq!(upstream.count("HEAD", "/manifests/latest"), 1);
+    assert_eq!(
+        upstream.count("GET", "/manifests/latest"),
+        2,
+        "fetched again: it moved"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    pull(&server, "app", "latest", &second).await;
+    assert_eq!(upstream.count("HEAD", "/manifests/latest"), 2);
+    assert_eq!(
+        upstream.count("GET", "/manifests/latest"),
+        2,
+        "unchanged: a HEAD only"
+    );
+}
+
+#[tokio::test]
+async fn with_the_upstream_down_the_cache_serves_and_the_rest_is_503_until_it_returns() {
+    let mut upstream = FakeUpstream::start(false).await;
+    let cached = publish(&upstream, "app", Some("v1"), 30);
+    let uncached = publish(&upstream, "app", Some("v2"), 40);
+    let server = mirror(
+        &upstream,
+        Duration::from_millis(200),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+    let failing = mirror(&upstream, Duration::from_millis(200), OnUpstreamError::Fail).await;
+    pull(&server, "app", "v1", &cached).await;
+    pull(&failing, "app", "v1", &cached).await;
+    upstream.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    pull(&server, "app", "v1", &cached).await;
+    let response = server.get(&format!("/v2/{PREFIX}/app/manifests/v2")).await;
+    assert_error(response, 503, "UNAVAILABLE").await;
+    let (blob, _) = &uncached.blobs[1];
+    let response = server.get(&format!("/v2/{PREFIX}/app/blobs/{blob}")).await;
+    assert_error(response, 503, "UNAVAILABLE").await;
+    let response = failing.get(&format!("/v2/{PREFIX}/app/manifests/v1")).await;
+    assert_error(response, 503, "UNAVAILABLE").await;
+    let (blob, _) = &cached.blobs[0];
+    let response = failing.get(&format!("/v2/{PREFIX}/app/blobs/{blob}")).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "a cached blob never needs the upstream"
+    );
+
+    upstream.restart().await;
+    pull(&server, "app", "v2", &uncached).await;
+    pull(&failing, "app", "v1", &cached).await;
+}
+
+#[tokio::test]
+async fn a_corrupt_upstream_blob_fails_the_client_and_caches_nothing() {
+    let upstream = FakeUpstream::start(false).await;
+    let image = publish(&upstream, "app", Some("v1"), 50);
+    let server = mirror(
+        &upstream,
+        Duration::from_secs(60),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+    let (digest, bytes) = &image.blobs[1];
+    upstream.corrupt_blobs(true);
+    let response = server
+        .get(&format!("/v2/{PREFIX}/app/blobs/{digest}"))
+        .await;
+    let received = response.bytes().await;
+    assert!(
+        received.is_err() || sha256(&received.unwrap()) != *digest,
+        "the client must not get a complete, wrong blob silently"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(
+        !server.content().await.iter().any(|k| k.ends_with(hex)),
+        "nothing cached"
+    );
+    upstream.corrupt_blobs(false);
+    let response = server
+        .get(&format!("/v2/{PREFIX}/app/blobs/{digest}"))
+        .await;
+    assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+}
+
+#[tokio::test]
+async fn what_the_upstream_lacks_is_unknown_here() {
+    let upstream = FakeUpstream::start(false).await;
+    let server = mirror(
+        &upstream,
+        Duration::from_secs(60),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+    let response = server
+        .get(&format!("/v2/{PREFIX}/app/manifests/nope"))
+        .await;
+    assert_error(response, 404, "MANIFEST_UNKNOWN").await;
+    let missing = sha256(b"never published");
+    let response = server
+        .get(&format!("/v2/{PREFIX}/app/blobs/{missing}"))
+        .await;
+    assert_error(response, 404, "BLOB_UNKNOWN").await;
+    let response = server
+        .head(&format!("/v2/{PREFIX}/app/blobs/{missing}"))
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn writes_under_the_prefix_are_refused_and_other_repositories_take_pushes() {
+    let upstream = FakeUpstream::start(false).await;
+    let image = publish(&upstream, "app", Some("v1"), 60);
+    let server = mirror(
+        &upstream,
+        Duration::from_secs(60),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+    pull(&server, "app", "v1", &image).await;
+    let attempts = [
+        (Method::POST, format!("/v2/{PREFIX}/app/blobs/uploads/")),
+        (Method::PUT, format!("/v2/{PREFIX}/app/manifests/v2")),
+        (Method::DELETE, format!("/v2/{PREFIX}/app/manifests/v1")),
+        (
+            Method::DELETE,
+            format!("/v2/{PREFIX}/app/blobs/{}", image.blobs[0].0),
+        ),
+    ];
+    for (method, path) in attempts {
+        let response = server.request(method.clone(), &path).send().await.unwrap();
+        let message = assert_error(response, 405, "UNSUPPORTED").await;
+        assert!(message.contains("read-only"), "{method} {path}: {message}");
+    }
+    server.push_image("local/app", "v1", "local").await;
+    pull(&server, "app", "v1", &image).await;
+}
+
+#[tokio::test]
+async fn the_ns_parameter_puts_a_request_under_its_proxy() {
+    let upstream = FakeUpstream::start(false).await;
+    let image = publish(&upstream, "library/app", Some("v1"), 70);
+    let server = mirror(
+        &upstream,
+        Duration::from_secs(60),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+    let response = server
+        .get(&format!("/v2/library/app/manifests/v1?ns={PREFIX}"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(sha256(&response.bytes().await.unwrap()), image.manifest);
+    let (digest, bytes) = &image.blobs[1];
+    let response = server
+        .get(&format!("/v2/library/app/blobs/{digest}?ns={PREFIX}"))
+        .await;
+    assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let response = server
+        .get("/v2/library/app/manifests/v1?ns=elsewhere.io")
+        .await;
+    assert_error(response, 404, "MANIFEST_UNKNOWN").await;
+    pull(&server, "library/app", "v1", &image).await;
+    assert_eq!(
+        upstream.count("GET", "/manifests/"),
+        1,
+        "the same cache either way"
+    );
+}
