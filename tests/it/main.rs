@@ -22,6 +22,7 @@ mod memory;
 mod notifications;
 mod operations;
 mod proxy;
+mod proxy_upstreams;
 mod pull;
 mod push;
 mod replica_race;
