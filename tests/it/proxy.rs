@@ -368,3 +368,54 @@ async fn the_ns_parameter_puts_a_request_under_its_proxy() {
         "the same cache either way"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_fetching_one_blob_at_once_store_it_once_on_garage() {
+    let upstream = FakeUpstream::start(false).await;
+    let big = noise(8 << 20, 81);
+    let digest = upstream.add_blob(&big);
+    let node = crate::garage::shared();
+    let store: Arc<dyn marina_store::Store> = Arc::new(
+        crate::garage::store(&node.endpoint(), &crate::garage::unique_prefix("proxy")).await,
+    );
+    let replica = || async {
+        let remote = Remote::new(Settings::anonymous(&upstream.base)).unwrap();
+        let proxy = Proxy {
+            prefix: PREFIX.into(),
+            remote,
+            tag_ttl: Duration::from_secs(60),
+            on_upstream_error: OnUpstreamError::ServeCached,
+        };
+        let config = Config {
+            proxies: vec![Arc::new(proxy)],
+            ..Config::default()
+        };
+        Server::serve(Arc::clone(&store), config, tempfile::tempdir().unwrap()).await
+    };
+    let (a, b) = (replica().await, replica().await);
+    let path = format!("/v2/{PREFIX}/app/blobs/{digest}");
+    let (from_a, from_b) = tokio::join!(a.get(&path), b.get(&path));
+    for response in [from_a, from_b] {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(sha256(&response.bytes().await.unwrap()), digest);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hex = digest.trim_start_matches("sha256:");
+    let stored: Vec<String> = a
+        .content()
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(hex))
+        .collect();
+    assert_eq!(stored.len(), 1, "one object for the blob: {stored:?}");
+    let staged = a.keys(&format!("repos/{PREFIX}/app/_uploads/")).await;
+    assert!(staged.is_empty(), "no staging left: {staged:?}");
+    for server in [&a, &b] {
+        let response = server.get(&path).await;
+        assert_eq!(sha256(&response.bytes().await.unwrap()), digest);
+    }
+    assert!(
+        upstream.count("GET", &digest) <= 2,
+        "at most one fetch per replica"
+    );
+}

@@ -34,7 +34,10 @@ fn signed_in(user: &str, password: &str) -> reqwest::Client {
 /// An htpasswd line Distribution's bcrypt reads too (`$2a$`).
 fn htpasswd_line(user: &str, password: &str) -> String {
     let hash = bcrypt::hash_with_result(password, 4).unwrap();
-    format!("{user}:{}\n", hash.format_for_version(bcrypt::Version::TwoA))
+    format!(
+        "{user}:{}\n",
+        hash.format_for_version(bcrypt::Version::TwoA)
+    )
 }
 
 /// Pushes a blob with POST then PUT (what every registry takes).
@@ -64,7 +67,14 @@ async fn push_blob(client: &reqwest::Client, base: &str, repo: &str, data: Vec<u
     digest
 }
 
-async fn put_manifest(client: &reqwest::Client, base: &str, repo: &str, tag: &str, media_type: &str, body: &[u8]) {
+async fn put_manifest(
+    client: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    media_type: &str,
+    body: &[u8],
+) {
     let response = client
         .put(format!("{base}/v2/{repo}/manifests/{tag}"))
         .header("content-type", media_type)
@@ -84,7 +94,8 @@ async fn publish(client: &reqwest::Client, base: &str, repo: &str, seed: u64) ->
     let mut objects = HashMap::new();
     let mut children = Vec::new();
     for (i, arch) in ["amd64", "arm64"].into_iter().enumerate() {
-        let config = format!(r#"{{"architecture":"{arch}","os":"linux","seed":{seed}}}"#).into_bytes();
+        let config =
+            format!(r#"{{"architecture":"{arch}","os":"linux","seed":{seed}}}"#).into_bytes();
         // noise() seeds with `seed | 1`: odd seeds only, so that no two layers match.
         let layer = noise(200_000 + i * 1000, seed * 100 + 2 * i as u64 + 1);
         for blob in [&config, &layer] {
@@ -96,7 +107,15 @@ async fn publish(client: &reqwest::Client, base: &str, repo: &str, seed: u64) ->
             &[descriptor("application/vnd.oci.image.layer.v1.tar", &layer)],
             "",
         );
-        put_manifest(client, base, repo, &sha256(manifest.as_bytes()), OCI_MANIFEST, manifest.as_bytes()).await;
+        put_manifest(
+            client,
+            base,
+            repo,
+            &sha256(manifest.as_bytes()),
+            OCI_MANIFEST,
+            manifest.as_bytes(),
+        )
+        .await;
         children.push(format!(
             r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":{},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
             sha256(manifest.as_bytes()),
@@ -116,21 +135,42 @@ async fn publish(client: &reqwest::Client, base: &str, repo: &str, seed: u64) ->
 /// Pulls `name:v1` (the index), each child and each blob through the mirror, checking bytes.
 async fn pull_all(mirror: &str, name: &str, image: &Published) {
     let http = reqwest::Client::new();
-    let index = http.get(format!("{mirror}/v2/{name}/manifests/v1")).send().await.unwrap();
+    let index = http
+        .get(format!("{mirror}/v2/{name}/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(index.status(), StatusCode::OK, "{name}:v1");
     let index: serde_json::Value = serde_json::from_slice(&index.bytes().await.unwrap()).unwrap();
     for child in index["manifests"].as_array().unwrap() {
         let digest = child["digest"].as_str().unwrap();
-        let manifest = http.get(format!("{mirror}/v2/{name}/manifests/{digest}")).send().await.unwrap();
+        let manifest = http
+            .get(format!("{mirror}/v2/{name}/manifests/{digest}"))
+            .send()
+            .await
+            .unwrap();
         let bytes = manifest.bytes().await.unwrap();
         assert_eq!(bytes.as_ref(), image.objects[digest].as_slice());
         let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_owned()];
-        blobs.extend(manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_owned()));
+        blobs.extend(
+            manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_owned()),
+        );
         for blob in blobs {
-            let got = http.get(format!("{mirror}/v2/{name}/blobs/{blob}")).send().await.unwrap();
+            let got = http
+                .get(format!("{mirror}/v2/{name}/blobs/{blob}"))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(got.status(), StatusCode::OK, "{blob}");
-            assert_eq!(got.bytes().await.unwrap().as_ref(), image.objects[&blob].as_slice());
+            assert_eq!(
+                got.bytes().await.unwrap().as_ref(),
+                image.objects[&blob].as_slice()
+            );
         }
     }
 }
@@ -142,7 +182,12 @@ async fn marina_with_tokens(dir: &Path) -> (Process, String) {
     let ops = format!("127.0.0.1:{}", free_port());
     let process = Process::start(
         &dir.join("data"),
-        &["--auth-htpasswd", users.to_str().unwrap(), "--metrics-listen", &ops],
+        &[
+            "--auth-htpasswd",
+            users.to_str().unwrap(),
+            "--metrics-listen",
+            &ops,
+        ],
     )
     .await;
     (process, format!("http://{ops}"))
@@ -150,7 +195,12 @@ async fn marina_with_tokens(dir: &Path) -> (Process, String) {
 
 /// How many GETs of blobs and manifests a marina answered with 200, from its metrics.
 async fn marina_gets(ops: &str) -> u64 {
-    let text = reqwest::get(format!("{ops}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .filter(|l| l.starts_with("marina_http_request_duration_seconds_count{"))
         .filter(|l| l.contains(r#"method="GET""#) && l.contains(r#"status="200""#))
@@ -184,7 +234,9 @@ impl Distribution {
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
             .spawn()
-            .expect("docker-registry (Debian's Distribution 2.8.2) is installed by scripts/setup.sh");
+            .expect(
+                "docker-registry (Debian's Distribution 2.8.2) is installed by scripts/setup.sh",
+            );
         let base = format!("http://127.0.0.1:{port}");
         for _ in 0..200 {
             if reqwest::get(format!("{base}/v2/")).await.is_ok() {
@@ -221,7 +273,11 @@ async fn mirrors_a_token_marina_a_basic_distribution_and_an_anonymous_marina_at_
     let (tokens, tokens_ops) = marina_with_tokens(&dir.path().join("tokens")).await;
     let dist = Distribution::start(&dir.path().join("dist")).await;
     let anon_ops = format!("127.0.0.1:{}", free_port());
-    let anon = Process::start(&dir.path().join("anon/data"), &["--metrics-listen", &anon_ops]).await;
+    let anon = Process::start(
+        &dir.path().join("anon/data"),
+        &["--metrics-listen", &anon_ops],
+    )
+    .await;
     let anon_ops = format!("http://{anon_ops}");
 
     let images = [
@@ -260,15 +316,27 @@ async fn mirrors_a_token_marina_a_basic_distribution_and_an_anonymous_marina_at_
         ("DIST_PASSWORD".to_owned(), "dist-pw".to_owned()),
     ];
     let mirror = Process::spawn(&args, &env).await;
-    let names = ["tokens.local/team/app", "dist.local/team/app", "anon.local/public/app"];
+    let names = [
+        "tokens.local/team/app",
+        "dist.local/team/app",
+        "anon.local/public/app",
+    ];
 
-    let before = (marina_gets(&tokens_ops).await, dist.gets(), marina_gets(&anon_ops).await);
+    let before = (
+        marina_gets(&tokens_ops).await,
+        dist.gets(),
+        marina_gets(&anon_ops).await,
+    );
     for (name, image) in names.iter().zip(&images) {
         pull_all(&mirror.base, name, image).await;
     }
     // Distribution logs a request once its handler returns, a moment after the last byte.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cold = (marina_gets(&tokens_ops).await, dist.gets(), marina_gets(&anon_ops).await);
+    let cold = (
+        marina_gets(&tokens_ops).await,
+        dist.gets(),
+        marina_gets(&anon_ops).await,
+    );
     // An index, two manifests, four blobs: each fetched once.
     assert_eq!(cold.0 - before.0, 7, "token marina");
     assert_eq!(cold.1 - before.1, 7, "Distribution");
@@ -277,7 +345,11 @@ async fn mirrors_a_token_marina_a_basic_distribution_and_an_anonymous_marina_at_
         pull_all(&mirror.base, name, image).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let warm = (marina_gets(&tokens_ops).await, dist.gets(), marina_gets(&anon_ops).await);
+    let warm = (
+        marina_gets(&tokens_ops).await,
+        dist.gets(),
+        marina_gets(&anon_ops).await,
+    );
     assert_eq!(warm, cold, "a warm pull sends no upstream a GET");
 }
 
@@ -292,7 +364,10 @@ async fn twenty_cold_pulls_of_a_256_mib_blob_make_one_upstream_get_in_bounded_me
     let config = dir.path().join("marina.toml");
     std::fs::write(
         &config,
-        format!("[[proxy]]\nprefix = \"up.local\"\nremote = \"{}\"\n", upstream.base),
+        format!(
+            "[[proxy]]\nprefix = \"up.local\"\nremote = \"{}\"\n",
+            upstream.base
+        ),
     )
     .unwrap();
     let mirror = Process::start(
@@ -318,8 +393,15 @@ async fn twenty_cold_pulls_of_a_256_mib_blob_make_one_upstream_get_in_bounded_me
     for pull in futures_util::future::join_all(pulls).await {
         assert_eq!(pull.unwrap(), digest, "every client gets the right bytes");
     }
-    assert_eq!(marina_gets(&ops).await - before, 1, "one upstream GET for 20 clients");
+    assert_eq!(
+        marina_gets(&ops).await - before,
+        1,
+        "one upstream GET for 20 clients"
+    );
     let peak_mib = mirror.status_kib("VmHWM") / 1024;
     eprintln!("mirror peak RSS over 20 cold pulls of 256 MiB: {peak_mib} MiB");
-    assert!(peak_mib < 128, "peak RSS {peak_mib} MiB: memory must not grow with the blob");
+    assert!(
+        peak_mib < 128,
+        "peak RSS {peak_mib} MiB: memory must not grow with the blob"
+    );
 }

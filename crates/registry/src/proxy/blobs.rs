@@ -180,14 +180,21 @@ impl Registry {
 
     /// Stores a verified download as the repository's blob.
     async fn keep(&self, repo: &RepoName, digest: &Digest, download: &Arc<Download>) -> Result<()> {
-        let staged = keys::upload_data(repo, &UploadId::random());
+        let id = UploadId::random();
+        let staged = keys::upload_data(repo, &id);
         let bytes = download
             .read(0, download.length)
             .map_err(std::io::Error::other);
-        let appended = self.store.append(&staged, 0, Box::pin(bytes)).await?;
-        let parts: Vec<_> = appended.part.into_iter().collect();
-        self.commit_blob(repo, &staged, &parts, download.length, digest)
-            .await
+        let committed = async {
+            let appended = self.store.append(&staged, 0, Box::pin(bytes)).await?;
+            let parts: Vec<_> = appended.part.into_iter().collect();
+            self.commit_blob(repo, &staged, &parts, download.length, digest)
+                .await
+        };
+        let outcome = committed.await;
+        // Parts the promotion did not take (another replica stored the blob first) go too.
+        self.store.delete_prefix(&keys::upload(repo, &id)).await?;
+        outcome
     }
 }
 
