@@ -79,6 +79,7 @@ on_exit() {
   if [ "$MAIN_DONE" != 1 ]; then
     fail "run.sh stopped early (exit $rc); see the messages above"
   fi
+  stop_pid "${MIRROR_PID:-}" mirror
   stop_pid "$CONTAINERD_PID" containerd
   stop_pid "$DOCKERD_PID" dockerd
   stop_pid "$AUTH_PID" "marina (auth)"
@@ -946,6 +947,138 @@ docker_steps() {
   step_fails "docker pull after logout is refused" dk pull "$image"
 }
 
+# ---- the pull-through cache: a second marina mirrors this one ---------------------------------
+# The mirror serves this marina's repositories under the prefix upstream.local ([[proxy]]).
+# skopeo pulls through the prefix, podman through a registries.conf mirror entry, containerd
+# through a hosts.toml mirror (it adds ?ns=upstream.local). The bytes must be the upstream's,
+# and what the mirror has cached is served without a GET to the upstream.
+
+MIRROR_PID=
+MIRROR_LOG=$WORK/mirror.log
+start_mirror() {
+  local i
+  MPORT=$(free_port) && [[ "$MPORT" =~ ^[0-9]+$ ]] || return 1
+  printf '[[proxy]]\nprefix = "upstream.local"\nremote = "%s"\ntag_ttl = "1h"\n' "$BASE" \
+    >"$WORK/mirror.toml"
+  env -u MARINA_CONFIG "$MARINA_BIN" --listen "127.0.0.1:$MPORT" --config "$WORK/mirror.toml" \
+    --storage-driver filesystem --storage-path "$WORK/mirror-data" \
+    --log-level info --log-format text >"$MIRROR_LOG" 2>&1 &
+  MIRROR_PID=$!
+  for i in $(seq 150); do
+    [ "$(reg_curl -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/v2/" 2>/dev/null)" = 200 ] && return 0
+    kill -0 "$MIRROR_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  tail -n 5 "$MIRROR_LOG" | sed 's/^/#   /'
+  return 1
+}
+
+# upstream_gets FROM: GETs of manifests and blobs the upstream (this marina) answered with 200
+# since its log line FROM.
+upstream_gets() {
+  log_count 'method=GET route="/v2/<name>/(blobs/<digest>|manifests/<reference>)" user="[^"]*" status=200' "$1"
+}
+# mirror_gets: the same, answered by the mirror since it started.
+mirror_gets() {
+  grep -cE 'method=GET route="/v2/<name>/(blobs/<digest>|manifests/<reference>)" user="[^"]*" status=200' \
+    "$MIRROR_LOG" || true
+}
+# mirror_resolves: manifest GETs and HEADs the mirror answered with 200 since it started.
+mirror_resolves() {
+  grep -cE 'method=(GET|HEAD) route="/v2/<name>/manifests/<reference>" user="[^"]*" status=200' \
+    "$MIRROR_LOG" || true
+}
+
+# pm_proxy CONF ARGS...: podman with its own store and the registries.conf CONF.
+pm_proxy() {
+  local conf=$1
+  shift
+  CONTAINERS_REGISTRIES_CONF=$conf REGISTRIES_CONFIG_PATH=$conf \
+    masked podman-proxy podman --root "$WORK/podman-proxy/root" \
+    --runroot "$WORK/podman-proxy/run" --storage-driver vfs --tmpdir "$WORK/podman/tmp" \
+    --events-backend none --cgroup-manager cgroupfs "$@"
+}
+
+section_proxy() {
+  local M from served="" conf d children
+  start_mirror || { fail "the mirror marina did not start"; return 0; }
+  ok "a mirror marina answers on 127.0.0.1:$MPORT with [[proxy]] upstream.local -> $BASE"
+  M=127.0.0.1:$MPORT
+  children="$D_AMD64 $D_ARM64 $(manifest_blobs "$(layout_blob "$L" "$D_AMD64")")
+            $(manifest_blobs "$(layout_blob "$L" "$D_ARM64")")"
+
+  from=$(log_lines)
+  if step "skopeo copy --all docker://<mirror>/upstream.local/e2e/skopeo:index -> oci: (cold)" \
+      sk copy --all --preserve-digests --src-tls-verify=false \
+      "docker://$M/upstream.local/e2e/skopeo:index" "oci:$WORK/proxy-cold:index"; then
+    check_eq "proxy: skopeo pulled the upstream's index digest" "$D_INDEX" \
+      "$(layout_digest "$WORK/proxy-cold" index)"
+    for d in $children; do
+      cmp -s "$(layout_blob "$WORK/proxy-cold" "$d")" "$(layout_blob "$L" "$d")" || served="$served $d"
+    done
+    check_eq "proxy: every manifest and blob skopeo pulled equals the upstream's" "" "$served"
+    if [ "$(upstream_gets "$from")" -gt 0 ]; then ok "proxy: the cold pull fetched from the upstream"
+    else fail "proxy: the cold pull sent the upstream no GET"; fi
+    from=$(log_lines)
+    step "skopeo copy --all the same image again (warm)" \
+      sk copy --all --preserve-digests --src-tls-verify=false \
+      "docker://$M/upstream.local/e2e/skopeo:index" "oci:$WORK/proxy-warm:index" &&
+      check_eq "proxy: a warm pull sends the upstream no GET" 0 "$(upstream_gets "$from")"
+  fi
+
+  conf=$WORK/registries-mirror.conf
+  cat >"$conf" <<EOF
+unqualified-search-registries = []
+[[registry]]
+prefix = "upstream.example"
+location = "$REG"
+insecure = true
+[[registry.mirror]]
+location = "$M/upstream.local"
+insecure = true
+EOF
+  served=$(mirror_gets)
+  if step "podman pull upstream.example/e2e/skopeo:multi (a registries.conf mirror)" \
+      pm_proxy "$conf" pull upstream.example/e2e/skopeo:multi; then
+    check_eq "proxy: podman's image has the upstream's manifest digest" "$D_MULTI" \
+      "$(pm_proxy "$conf" image inspect --format '{{.Digest}}' upstream.example/e2e/skopeo:multi)"
+    if [ "$(mirror_gets)" -gt "$served" ]; then ok "proxy: podman pulled through the mirror"
+    else fail "proxy: podman did not use the mirror (it fell back to the upstream)"; fi
+  fi
+
+  if [ -n "$CONTAINERD_PID" ]; then
+    mkdir -p "$WORK/hosts/upstream.local"
+    cat >"$WORK/hosts/upstream.local/hosts.toml" <<EOF
+server = "http://$REG"
+[host."http://$M"]
+  capabilities = ["pull", "resolve"]
+EOF
+    from=$(log_lines)
+    # containerd holds these blobs already (the ctr section pulled the image): it resolves the
+    # tag through the mirror, and fetches what it lacks there.
+    served=$(mirror_resolves)
+    if step "ctr images pull --hosts-dir (a mirror: ?ns=upstream.local) upstream.local/e2e/skopeo:index" \
+        c images pull --hosts-dir "$WORK/hosts" --all-platforms upstream.local/e2e/skopeo:index; then
+      check_eq "proxy: containerd pulled the upstream's index digest" "$D_INDEX" \
+        "$(ctr_image_digest upstream.local/e2e/skopeo:index)"
+      # shellcheck disable=SC2086
+      ctr_check_content "proxy: containerd's manifests and blobs hash to their digests" $children
+      if [ "$(mirror_resolves)" -gt "$served" ]; then ok "proxy: containerd resolved through the mirror"
+      else fail "proxy: containerd did not use the mirror"; fi
+      check_eq "proxy: the mirror answered containerd from its cache (no upstream GET)" 0 \
+        "$(upstream_gets "$from")"
+    fi
+  else
+    note "containerd is not running: its mirror pull is skipped here (the ctr section failed)"
+  fi
+  if grep -qE ' (ERROR|panicked)' "$MIRROR_LOG"; then
+    fail "the mirror logged errors:"
+    grep -E ' (ERROR|panicked)' "$MIRROR_LOG" | head -n 5 | sed 's/^/#   /'
+  fi
+  stop_pid "$MIRROR_PID" mirror
+  MIRROR_PID=
+}
+
 # ---- run -------------------------------------------------------------------------------------
 
 [ "$have_skopeo" = 1 ] && run_section skopeo
@@ -957,10 +1090,12 @@ wanted() { [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" $1 "* ]]; }
 if [ "$have_ctr" = 1 ] && { wanted ctr || wanted auth; }; then
   if start_containerd; then
     run_section ctr
+    wanted proxy && run_section proxy
   else
     fail "containerd did not start (log above)"
   fi
 fi
+if ! { [ "$have_ctr" = 1 ] && { wanted ctr || wanted auth; }; }; then run_section proxy; fi
 [ "$have_oras" = 1 ] && run_section oras
 [ "$have_dxf" = 1 ] && run_section dxf
 run_section auth
