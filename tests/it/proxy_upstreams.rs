@@ -315,6 +315,9 @@ async fn mirrors_a_token_marina_a_basic_distribution_and_an_anonymous_marina_at_
         ("DIST_USER".to_owned(), "dist".to_owned()),
         ("DIST_PASSWORD".to_owned(), "dist-pw".to_owned()),
     ];
+    let mirror_ops = format!("127.0.0.1:{}", free_port());
+    let mut args = args;
+    args.extend(["--metrics-listen".to_owned(), mirror_ops.clone()]);
     let mirror = Process::spawn(&args, &env).await;
     let names = [
         "tokens.local/team/app",
@@ -351,6 +354,23 @@ async fn mirrors_a_token_marina_a_basic_distribution_and_an_anonymous_marina_at_
         marina_gets(&anon_ops).await,
     );
     assert_eq!(warm, cold, "a warm pull sends no upstream a GET");
+    let metrics = reqwest::get(format!("http://{mirror_ops}/metrics"))
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for proxy in ["tokens.local", "dist.local", "anon.local"] {
+        for series in [
+            format!(r#"marina_proxy_requests_total{{proxy="{proxy}",result="hit"}}"#),
+            format!(r#"marina_proxy_requests_total{{proxy="{proxy}",result="miss"}}"#),
+            format!(r#"marina_proxy_upstream_bytes_total{{proxy="{proxy}"}}"#),
+        ] {
+            let value = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{series} ")))
+                .and_then(|v| v.parse::<f64>().ok());
+            assert!(value.is_some_and(|v| v > 0.0), "{series} in:\n{metrics}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,5 +423,73 @@ async fn twenty_cold_pulls_of_a_256_mib_blob_make_one_upstream_get_in_bounded_me
     assert!(
         peak_mib < 128,
         "peak RSS {peak_mib} MiB: memory must not grow with the blob"
+    );
+}
+
+#[test]
+fn bad_proxy_settings_stop_start_up_naming_the_entry_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "prefix = \"docker.io\"\nremote = \"ftp://x\"",
+            "remote = \"ftp://x\"",
+        ),
+        (
+            "prefix = \"Docker.IO\"\nremote = \"http://x\"",
+            "prefix = \"Docker.IO\"",
+        ),
+        (
+            "prefix = \"a.io\"\nremote = \"http://x\"\ntag_ttl = \"soon\"",
+            "tag_ttl = \"soon\"",
+        ),
+        (
+            "prefix = \"a.io\"\nremote = \"http://x\"\non_upstream_error = \"retry\"",
+            "on_upstream_error = \"retry\"",
+        ),
+        (
+            "prefix = \"a.io\"\nremote = \"http://x\"\nusername = \"u\"",
+            "needs a password",
+        ),
+        (
+            "prefix = \"a.io\"\nremote = \"http://x\"\nusername = \"u\"\npassword_env = \"NO_SUCH_VAR_SET\"",
+            "password_env = \"NO_SUCH_VAR_SET\"",
+        ),
+        (
+            "prefix = \"a.io\"\nremote = \"http://x\"\nmax_size = 3",
+            "unknown field `max_size`",
+        ),
+    ];
+    for (entry, named) in cases {
+        let config = dir.path().join("marina.toml");
+        std::fs::write(&config, format!("[[proxy]]\n{entry}\n")).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
+            .args(["--storage-path", dir.path().join("data").to_str().unwrap()])
+            .args(["--config", config.to_str().unwrap()])
+            .env_remove("MARINA_CONFIG")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{entry}: started");
+        assert!(
+            said.contains("[[proxy]]") && said.contains(named),
+            "{entry}: {said}"
+        );
+    }
+    let config = dir.path().join("twice.toml");
+    std::fs::write(
+        &config,
+        "[[proxy]]\nprefix = \"a.io\"\nremote = \"http://x\"\n[[proxy]]\nprefix = \"a.io\"\nremote = \"http://y\"\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
+        .args(["--storage-path", dir.path().join("data").to_str().unwrap()])
+        .args(["--config", config.to_str().unwrap()])
+        .env_remove("MARINA_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("[[proxy]] 2 (a.io): prefix \"a.io\" overlaps"),
+        "{said}"
     );
 }

@@ -79,6 +79,9 @@ pub enum Error {
     /// The upstream answered something that is not what was asked.
     #[error("the upstream answered something invalid: {0}")]
     Invalid(String),
+    /// The settings cannot work (the URL, TLS).
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// A manifest as the upstream sent it.
@@ -121,11 +124,11 @@ impl Remote {
     /// A client of the registry `settings` name.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when the URL is not `http://` or `https://`, or TLS cannot start.
+    /// [`Error::Settings`] when the URL is not `http://` or `https://`, or TLS cannot start.
     pub fn new(settings: Settings) -> Result<Self, Error> {
         let base = settings.remote.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Settings(format!(
                 "{base} is not an http:// or https:// URL"
             )));
         }
@@ -134,7 +137,7 @@ impl Remote {
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.idle_timeout)
             .build()
-            .map_err(|e| Error::Invalid(format!("the HTTP client: {e}")))?;
+            .map_err(|e| Error::Settings(format!("the HTTP client: {e}")))?;
         let tokens = Tokens::new(http.clone(), settings.credentials);
         Ok(Self { base, http, tokens })
     }
