@@ -24,6 +24,8 @@ struct Written {
     password_env: Option<String>,
     tag_ttl: Option<String>,
     on_upstream_error: Option<String>,
+    max_bytes: Option<String>,
+    max_age: Option<String>,
 }
 
 /// The proxies in file order.
@@ -69,6 +71,25 @@ fn proxy(w: &Written) -> Result<Proxy, String> {
             ));
         }
     };
+    let max_bytes = w
+        .max_bytes
+        .as_deref()
+        .map(|v| {
+            parse::size(v)
+                .filter(|n| *n > 0)
+                .map(|n| n as u64)
+                .ok_or_else(|| format!("max_bytes = {v:?} is not a size such as 50GiB"))
+        })
+        .transpose()?;
+    let max_age = w
+        .max_age
+        .as_deref()
+        .map(|v| {
+            parse::duration(v)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("max_age = {v:?} is not a duration such as 30d"))
+        })
+        .transpose()?;
     let settings = Settings {
         credentials: credentials(w)?,
         ..Settings::anonymous(&w.remote)
@@ -79,6 +100,8 @@ fn proxy(w: &Written) -> Result<Proxy, String> {
         remote,
         tag_ttl,
         on_upstream_error,
+        max_bytes,
+        max_age,
     })
 }
 

@@ -20,6 +20,17 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// A marina mirroring `upstream` under [`PREFIX`].
 async fn mirror(upstream: &FakeUpstream, tag_ttl: Duration, on_error: OnUpstreamError) -> Server {
+    mirror_evicting(upstream, tag_ttl, on_error, None, None).await
+}
+
+/// A marina mirroring `upstream`, evicting by age or size, with a 1 s GC grace.
+async fn mirror_evicting(
+    upstream: &FakeUpstream,
+    tag_ttl: Duration,
+    on_error: OnUpstreamError,
+    max_age: Option<Duration>,
+    max_bytes: Option<u64>,
+) -> Server {
     let credentials = Some(Credentials {
         username: USER.into(),
         password: PASSWORD.into(),
@@ -34,12 +45,48 @@ async fn mirror(upstream: &FakeUpstream, tag_ttl: Duration, on_error: OnUpstream
         remote,
         tag_ttl,
         on_upstream_error: on_error,
+        max_bytes,
+        max_age,
+    };
+    let gc_grace = if max_age.is_some() || max_bytes.is_some() {
+        Duration::from_secs(1)
+    } else {
+        Config::default().gc_grace
     };
     Server::start_with(Config {
         proxies: vec![Arc::new(proxy)],
+        gc_grace,
         ..Config::default()
     })
     .await
+}
+
+/// Runs a garbage collection through the admin endpoint; returns its report.
+async fn collect(server: &Server) -> serde_json::Value {
+    let response = server
+        .request(Method::POST, "/admin/gc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    let last = text.lines().last().unwrap();
+    let line: serde_json::Value = serde_json::from_str(last).unwrap();
+    line["report"].clone()
+}
+
+/// Whether the mirror stores each of the image's blobs.
+async fn stored(server: &Server, image: &Image) -> Vec<bool> {
+    let content = server.content().await;
+    image
+        .blobs
+        .iter()
+        .map(|(d, _)| {
+            content
+                .iter()
+                .any(|k| k.ends_with(d.trim_start_matches("sha256:")))
+        })
+        .collect()
 }
 
 /// An image upstream: its manifest digest, and every blob's (digest, bytes).
@@ -385,6 +432,8 @@ async fn two_replicas_fetching_one_blob_at_once_store_it_once_on_garage() {
             remote,
             tag_ttl: Duration::from_secs(60),
             on_upstream_error: OnUpstreamError::ServeCached,
+            max_bytes: None,
+            max_age: None,
         };
         let config = Config {
             proxies: vec![Arc::new(proxy)],
@@ -418,4 +467,87 @@ async fn two_replicas_fetching_one_blob_at_once_store_it_once_on_garage() {
         upstream.count("GET", &digest) <= 2,
         "at most one fetch per replica"
     );
+}
+
+#[tokio::test]
+async fn images_not_pulled_within_max_age_are_evicted_by_gc_and_fetched_again_later() {
+    let upstream = FakeUpstream::start(false).await;
+    let old = publish(&upstream, "app", Some("old"), 91);
+    let used = publish(&upstream, "app", Some("used"), 93);
+    let server = mirror_evicting(
+        &upstream,
+        Duration::from_secs(3600),
+        OnUpstreamError::ServeCached,
+        Some(Duration::from_secs(3)),
+        None,
+    )
+    .await;
+    pull(&server, "app", "old", &old).await;
+    pull(&server, "app", "used", &used).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pull(&server, "app", "used", &used).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let report = collect(&server).await;
+    assert!(report["objects_freed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        stored(&server, &old).await,
+        vec![false; 3],
+        "not pulled for 3 s: evicted"
+    );
+    assert_eq!(
+        stored(&server, &used).await,
+        vec![true; 3],
+        "pulled 1.5 s ago: kept"
+    );
+    let gets = upstream.count("GET", "/");
+    pull(&server, "app", "used", &used).await;
+    assert_eq!(
+        upstream.count("GET", "/"),
+        gets,
+        "the kept image needs no upstream"
+    );
+    pull(&server, "app", "old", &old).await;
+    assert_eq!(
+        upstream.count("GET", "/"),
+        gets + 4,
+        "the evicted one is fetched again"
+    );
+}
+
+#[tokio::test]
+async fn past_max_bytes_the_least_recently_pulled_images_are_evicted() {
+    let upstream = FakeUpstream::start(false).await;
+    let first = publish(&upstream, "app", Some("first"), 95);
+    let second = publish(&upstream, "app", Some("second"), 97);
+    // Each image is about 301 kB: the budget holds one.
+    let server = mirror_evicting(
+        &upstream,
+        Duration::from_secs(3600),
+        OnUpstreamError::ServeCached,
+        None,
+        Some(450_000),
+    )
+    .await;
+    pull(&server, "app", "first", &first).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    pull(&server, "app", "second", &second).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    collect(&server).await;
+    assert_eq!(
+        stored(&server, &first).await,
+        vec![false; 3],
+        "pulled first: evicted"
+    );
+    assert_eq!(
+        stored(&server, &second).await,
+        vec![true; 3],
+        "the newest fits: kept"
+    );
+    let tags: serde_json::Value = server
+        .get(&format!("/v2/{PREFIX}/app/tags/list"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["second"]));
 }

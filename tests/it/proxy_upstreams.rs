@@ -237,10 +237,15 @@ impl Distribution {
             .expect(
                 "docker-registry (Debian's Distribution 2.8.2) is installed by scripts/setup.sh",
             );
-        let base = format!("http://127.0.0.1:{port}");
+        // Dropping it kills and reaps it, whatever happens below.
+        let distribution = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
         for _ in 0..200 {
-            if reqwest::get(format!("{base}/v2/")).await.is_ok() {
-                return Self { child, base, log };
+            if reqwest::get(format!("{}/v2/", distribution.base)).await.is_ok() {
+                return distribution;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -457,6 +462,14 @@ fn bad_proxy_settings_stop_start_up_naming_the_entry_and_key() {
         (
             "prefix = \"a.io\"\nremote = \"http://x\"\nmax_size = 3",
             "unknown field `max_size`",
+        ),
+        (
+            "prefix = \"a.io\"\nremote = \"http://x\"\nmax_bytes = \"lots\"",
+            "max_bytes = \"lots\"",
+        ),
+        (
+            "prefix = \"a.io\"\nremote = \"http://x\"\nmax_age = \"0\"",
+            "max_age = \"0\"",
         ),
     ];
     for (entry, named) in cases {

@@ -131,7 +131,7 @@ impl Registry {
         Arc::clone(&self.read_only)
     }
 
-    fn is_read_only(&self) -> bool {
+    pub(crate) fn is_read_only(&self) -> bool {
         self.read_only.load(Ordering::Relaxed)
     }
 

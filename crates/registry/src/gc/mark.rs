@@ -52,26 +52,46 @@ struct Read {
 impl Registry {
     /// Judges one repository: marks from its tags (after its policy's pruning), from every
     /// manifest unless the policy deletes untagged ones, and from whatever is younger than
-    /// the grace period; dooms what stays unmarked and old.
+    /// the grace period; dooms what stays unmarked and old. In a proxy's cache, manifests last
+    /// pulled before `evict_before` are no roots, and tags naming them go.
     pub(super) async fn judge(
         &self,
         repo: &RepoKeys,
         cache: &RefsCache,
         now_ms: u64,
+        evict_before: Option<u64>,
     ) -> Result<Verdict> {
         let policy = self.retention_for(repo.name.as_str());
         let read = self.read_repo(repo).await?;
         let grace = self.config.gc_grace;
         let young = |s: &Stamped| s.age(now_ms) < grace;
+        let evicted: HashSet<String> = read
+            .manifests
+            .iter()
+            .filter(|(_, link)| evict_before.is_some_and(|cutoff| link.at_ms < cutoff))
+            .map(|(d, _)| d.to_string())
+            .collect();
         let mut verdict = Verdict::default();
-        let dropped = dropped_tags(policy, &read.tags, now_ms);
+        let mut dropped = dropped_tags(policy, &read.tags, now_ms);
+        dropped.extend(
+            read.tags
+                .iter()
+                .filter(|(_, value)| evicted.contains(&value.payload))
+                .map(|(name, _)| name.as_str()),
+        );
         let mut roots: Vec<Digest> = read
             .tags
             .iter()
             .filter(|(name, _)| !dropped.contains(name.as_str()))
             .filter_map(|(_, value)| value.payload.parse().ok())
             .collect();
-        if !policy.is_some_and(|p| p.delete_untagged) {
+        if evict_before.is_some() {
+            let kept = read
+                .manifests
+                .keys()
+                .filter(|d| !evicted.contains(&d.to_string()));
+            roots.extend(kept.cloned());
+        } else if !policy.is_some_and(|p| p.delete_untagged) {
             roots.extend(read.manifests.keys().cloned());
         }
         roots.extend(
@@ -81,12 +101,16 @@ impl Registry {
                 .map(|(d, _)| d.clone()),
         );
         let marks = self.mark(repo, &read, roots, cache).await?;
-        for (name, _) in read
+        for (name, value) in read
             .tags
             .iter()
             .filter(|(n, _)| dropped.contains(n.as_str()))
         {
-            let reason = policy.map(Retention::describe).unwrap_or_default();
+            let reason = if evicted.contains(&value.payload) {
+                "evicted from the proxy's cache (max_age, max_bytes)".to_owned()
+            } else {
+                policy.map(Retention::describe).unwrap_or_default()
+            };
             verdict.doom(repo, Kind::Tag, format!("_tags/{name}"), name, reason);
         }
         self.doom_manifests(repo, &read, &marks, policy, &mut verdict);

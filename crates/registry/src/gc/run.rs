@@ -246,11 +246,13 @@ impl Registry {
     async fn pass(&self, cache: &RefsCache, progress: &Progress) -> Result<Pass> {
         let now = now_ms();
         let repos = self.scan_repos(progress).await?;
+        let cutoffs = self.eviction_cutoffs(&repos, now).await?;
         let mut doomed = Vec::new();
         let mut live = HashSet::new();
         let mut present = HashSet::new();
         for repo in &repos {
-            let verdict = self.judge(repo, cache, now).await?;
+            let evict_before = self.cutoff_of(&cutoffs, &repo.name);
+            let verdict = self.judge(repo, cache, now, evict_before).await?;
             doomed.extend(verdict.doomed);
             live.extend(verdict.live);
             if !verdict.empty {

@@ -22,10 +22,7 @@ impl Registry {
             Err(e) => return Err(e),
         };
         match (reference, cached) {
-            (Reference::Digest(_), Some(m)) => {
-                count(&route.proxy, true);
-                Ok(m)
-            }
+            (Reference::Digest(_), Some(m)) => self.served(route, repo, m).await,
             (Reference::Digest(_), None) => self.fetch_manifest(route, repo, reference).await,
             (Reference::Tag(tag), cached) => self.proxied_tag(route, repo, tag, cached).await,
         }
@@ -48,8 +45,7 @@ impl Registry {
             return Ok(fetched);
         };
         if self.proxying.fresh(&checked, route.proxy.tag_ttl) {
-            count(&route.proxy, true);
-            return Ok(cached);
+            return self.served(route, repo, cached).await;
         }
         let head = route
             .proxy
@@ -59,8 +55,7 @@ impl Registry {
         match head {
             Ok(head) if head.digest.as_deref() == Some(&cached.digest.to_string()) => {
                 self.proxying.confirm(checked);
-                count(&route.proxy, true);
-                Ok(cached)
+                self.served(route, repo, cached).await
             }
             Ok(_) => {
                 let fetched = self
@@ -69,8 +64,23 @@ impl Registry {
                 self.proxying.confirm(checked);
                 Ok(fetched)
             }
-            Err(e) => self.stale_or_fail(route, e, cached, tag),
+            Err(e) => {
+                let stale = self.stale_or_fail(route, e, cached, tag)?;
+                self.served(route, repo, stale).await
+            }
         }
+    }
+
+    /// Answers with a cached manifest: counts the hit, and notes the pull for eviction.
+    async fn served(
+        &self,
+        route: &Route,
+        repo: &RepoName,
+        cached: StoredManifest,
+    ) -> Result<StoredManifest> {
+        count(&route.proxy, true);
+        self.touch(route, repo, &cached.digest).await?;
+        Ok(cached)
     }
 
     /// The upstream failed re-checking a cached tag: serve it anyway, or fail, as configured.
@@ -88,7 +98,6 @@ impl Registry {
             e if route.proxy.on_upstream_error == OnUpstreamError::ServeCached => {
                 tracing::warn!(proxy = %route.proxy.prefix, %tag, error = %e,
                     "serving a cached tag past its TTL: the upstream failed");
-                count(&route.proxy, true);
                 Ok(cached)
             }
             e => Err(upstream_error(e, unknown)),

@@ -7,6 +7,7 @@
 
 mod blobs;
 mod download;
+pub(crate) mod eviction;
 mod flights;
 mod manifests;
 
@@ -39,6 +40,10 @@ pub struct Proxy {
     pub tag_ttl: Duration,
     /// What happens when the upstream fails.
     pub on_upstream_error: OnUpstreamError,
+    /// Cached images beyond this many bytes go, least recently pulled first (at GC).
+    pub max_bytes: Option<u64>,
+    /// Cached images not pulled for this long go (at GC).
+    pub max_age: Option<Duration>,
 }
 
 impl Proxy {
@@ -186,6 +191,8 @@ mod tests {
             remote: Remote::new(settings).unwrap(),
             tag_ttl: Duration::from_secs(60),
             on_upstream_error: OnUpstreamError::ServeCached,
+            max_bytes: None,
+            max_age: None,
         })
     }
 
