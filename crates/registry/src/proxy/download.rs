@@ -16,7 +16,7 @@ use marina_store::ByteStream;
 use tokio::sync::watch;
 
 /// Bytes gathered before each write to the file, and read from it at once.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 1024 * 1024;
 
 /// How far a download got.
 #[derive(Debug, Clone, PartialEq, Eq)]
