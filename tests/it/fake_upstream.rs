@@ -115,6 +115,14 @@ impl FakeUpstream {
         digest
     }
 
+    /// Serves `body` for `repo:reference`, whatever its digest.
+    pub fn add_manifest_under(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+        let entry = (media_type.to_owned(), Bytes::copy_from_slice(body));
+        let mut contents = self.state.contents.lock().unwrap();
+        let refs = contents.manifests.entry(repo.to_owned()).or_default();
+        refs.insert(reference.to_owned(), entry);
+    }
+
     /// Serves wrong bytes for every blob from now on (or right ones again).
     pub fn corrupt_blobs(&self, on: bool) {
         self.state.corrupt.store(on, Ordering::SeqCst);
@@ -158,6 +166,9 @@ async fn answer(
     let Some(rest) = uri.path().strip_prefix("/v2/") else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let Some((name, subject)) = rest.split_once("/referrers/") {
+        return referrers(&state, name, subject);
+    }
     let (name, kind, reference) = match split(rest) {
         Some(parts) => parts,
         None if rest.is_empty() => return StatusCode::OK.into_response(),
@@ -242,4 +253,36 @@ fn token(headers: &HeaderMap) -> Response {
     }
     let body = format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#);
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// An image index of the repository's manifests whose subject is `subject`.
+fn referrers(state: &State, name: &str, subject: &str) -> Response {
+    let contents = state.contents.lock().unwrap();
+    let mut found = Vec::new();
+    for (reference, (media_type, body)) in contents.manifests.get(name).into_iter().flatten() {
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) else {
+            continue;
+        };
+        if reference.starts_with("sha256:") && doc["subject"]["digest"] == subject {
+            found.push(serde_json::json!({
+                "mediaType": media_type,
+                "digest": reference,
+                "size": body.len(),
+                "artifactType": doc["artifactType"],
+            }));
+        }
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": found,
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/vnd.oci.image.index.v1+json",
+        )],
+        index.to_string(),
+    )
+        .into_response()
 }

@@ -92,6 +92,7 @@ async fn stored(server: &Server, image: &Image) -> Vec<bool> {
 /// An image upstream: its manifest digest, and every blob's (digest, bytes).
 struct Image {
     manifest: String,
+    body: Vec<u8>,
     blobs: Vec<(String, Vec<u8>)>,
 }
 
@@ -110,8 +111,13 @@ fn publish(upstream: &FakeUpstream, repo: &str, tag: Option<&str>, seed: u64) ->
             .collect::<Vec<_>>(),
         "",
     );
-    let manifest = upstream.add_manifest(repo, tag, OCI_MANIFEST, manifest.as_bytes());
-    Image { manifest, blobs }
+    let body = manifest.into_bytes();
+    let manifest = upstream.add_manifest(repo, tag, OCI_MANIFEST, &body);
+    Image {
+        manifest,
+        body,
+        blobs,
+    }
 }
 
 /// Pulls `reference` and everything it needs through the mirror; checks every byte.
@@ -550,4 +556,96 @@ async fn past_max_bytes_the_least_recently_pulled_images_are_evicted() {
         .await
         .unwrap();
     assert_eq!(tags["tags"], serde_json::json!(["second"]));
+}
+
+#[tokio::test]
+async fn a_manifest_too_large_or_not_matching_its_digest_is_refused_and_not_cached() {
+    let upstream = FakeUpstream::start(false).await;
+    let image = publish(&upstream, "app", Some("v1"), 99);
+    let huge = format!(r#"{{"schemaVersion":2,"pad":"{}"}}"#, "x".repeat(5 << 20));
+    upstream.add_manifest_under("app", "huge", OCI_MANIFEST, huge.as_bytes());
+    let lying = sha256(b"another manifest");
+    upstream.add_manifest_under("app", &lying, OCI_MANIFEST, &image.body);
+    let server = mirror(
+        &upstream,
+        Duration::from_secs(60),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+
+    let response = server
+        .get(&format!("/v2/{PREFIX}/app/manifests/huge"))
+        .await;
+    let message = assert_error(response, 502, "UNAVAILABLE").await;
+    assert!(message.contains("larger than"), "{message}");
+    let response = server
+        .get(&format!("/v2/{PREFIX}/app/manifests/{lying}"))
+        .await;
+    let message = assert_error(response, 502, "UNAVAILABLE").await;
+    assert!(message.contains("nothing was cached"), "{message}");
+    assert!(
+        server
+            .keys(&format!("repos/{PREFIX}/app/_manifests/"))
+            .await
+            .is_empty()
+    );
+    pull(&server, "app", "v1", &image).await;
+}
+
+#[tokio::test]
+async fn referrers_are_listed_from_the_upstream_fetched_on_demand_and_cached_for_when_it_fails() {
+    let mut upstream = FakeUpstream::start(false).await;
+    let image = publish(&upstream, "app", Some("v1"), 101);
+    let empty = "{}";
+    upstream.add_blob(empty.as_bytes());
+    let signature = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/vnd.example.sig+json","config":{},"layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":{}}}}}"#,
+        descriptor("application/vnd.oci.empty.v1+json", empty.as_bytes()),
+        image.manifest,
+        image.body.len()
+    );
+    let signed = upstream.add_manifest("app", None, OCI_MANIFEST, signature.as_bytes());
+    let server = mirror(
+        &upstream,
+        Duration::from_secs(60),
+        OnUpstreamError::ServeCached,
+    )
+    .await;
+    let listed = |server: &Server, filter: &'static str| {
+        let path = format!("/v2/{PREFIX}/app/referrers/{}{filter}", image.manifest);
+        let (http, url) = (server.http.clone(), server.url(&path));
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let index: serde_json::Value = response.json().await.unwrap();
+            index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["digest"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(&server, "").await, vec![signed.clone()]);
+    let filter = "?artifactType=application/vnd.example.sig%2Bjson";
+    assert_eq!(listed(&server, filter).await, vec![signed.clone()]);
+    assert!(
+        listed(&server, "?artifactType=application/other")
+            .await
+            .is_empty()
+    );
+    let response = server
+        .get(&format!("/v2/{PREFIX}/app/manifests/{signed}"))
+        .await;
+    assert_eq!(
+        sha256(&response.bytes().await.unwrap()),
+        signed,
+        "fetched on demand"
+    );
+    upstream.stop();
+    assert_eq!(
+        listed(&server, "").await,
+        vec![signed],
+        "the cached referrers, upstream down"
+    );
 }

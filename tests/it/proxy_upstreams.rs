@@ -244,7 +244,10 @@ impl Distribution {
             log,
         };
         for _ in 0..200 {
-            if reqwest::get(format!("{}/v2/", distribution.base)).await.is_ok() {
+            if reqwest::get(format!("{}/v2/", distribution.base))
+                .await
+                .is_ok()
+            {
                 return distribution;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

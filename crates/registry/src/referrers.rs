@@ -32,6 +32,26 @@ impl Registry {
         repo: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        window: (Option<&str>, usize, usize),
+    ) -> Result<ReferrersPage> {
+        match self.route(repo) {
+            Some(route) => {
+                self.proxied_referrers(&route, repo, subject, artifact_type, window)
+                    .await
+            }
+            None => {
+                self.local_referrers(repo, subject, artifact_type, window)
+                    .await
+            }
+        }
+    }
+
+    /// A page of the referrers this store holds.
+    pub(crate) async fn local_referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
         (last, n, max_bytes): (Option<&str>, usize, usize),
     ) -> Result<ReferrersPage> {
         let prefix = keys::referrers(repo, subject);

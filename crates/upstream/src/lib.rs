@@ -148,25 +148,49 @@ impl Remote {
         &self.base
     }
 
-    /// Fetches a manifest by tag or digest.
+    /// Fetches a manifest by tag or digest, of at most `limit` bytes.
     ///
     /// # Errors
-    /// See [`Error`].
-    pub async fn manifest(&self, name: &str, reference: &str) -> Result<Manifest, Error> {
+    /// See [`Error`]; [`Error::Invalid`] for a manifest larger than `limit`.
+    pub async fn manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        limit: usize,
+    ) -> Result<Manifest, Error> {
         let what = format!("manifest {name}:{reference}");
         let response = self
             .manifest_request(Method::GET, name, reference, &what)
             .await?;
         let (digest, media_type) = described(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Error::Unavailable(format!("reading {what}: {e}")))?;
+        let body = read_at_most(response, limit, &what).await?;
         Ok(Manifest {
             digest,
             media_type,
             body,
         })
+    }
+
+    /// The referrers of `digest` (an image index, as the upstream sends it), optionally of one
+    /// artifact type, of at most `limit` bytes.
+    ///
+    /// # Errors
+    /// See [`Error`]; [`Error::NotFound`] also when the upstream has no referrers API.
+    pub async fn referrers(
+        &self,
+        name: &str,
+        digest: &str,
+        artifact_type: Option<&str>,
+        limit: usize,
+    ) -> Result<Bytes, Error> {
+        let what = format!("the referrers of {digest} in {name}");
+        let mut path = format!("{name}/referrers/{digest}");
+        if let Some(t) = artifact_type {
+            path = format!("{path}?artifactType={}", encoded(t));
+        }
+        let accept = Some("application/vnd.oci.image.index.v1+json");
+        let response = self.send(Method::GET, name, &path, accept, &what).await?;
+        read_at_most(response, limit, &what).await
     }
 
     /// Asks for a manifest's digest without its bytes (Docker Hub does not count a `HEAD`
@@ -283,6 +307,41 @@ async fn classify(response: reqwest::Response, what: &str) -> Result<reqwest::Re
         }
         _ => Error::Invalid(detail),
     })
+}
+
+/// `value` percent-encoded for a query string (everything but RFC 3986's unreserved bytes).
+fn encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// A whole answer's body, refused past `limit` bytes.
+async fn read_at_most(
+    response: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, Error> {
+    let too_large = || Error::Invalid(format!("{what} is larger than {limit} bytes"));
+    if length(response.headers()).is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+        let chunk = chunk.map_err(|e| Error::Unavailable(format!("reading {what}: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// `Docker-Content-Digest` and `Content-Type`.

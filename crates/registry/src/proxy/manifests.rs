@@ -135,7 +135,11 @@ impl Registry {
         let fetched = route
             .proxy
             .remote
-            .manifest(&route.upstream, &reference.to_string())
+            .manifest(
+                &route.upstream,
+                &reference.to_string(),
+                self.config.max_manifest_bytes,
+            )
             .await
             .map_err(|e| {
                 crate::metrics::upstream_error(&route.proxy.prefix);

@@ -10,6 +10,7 @@ mod download;
 pub(crate) mod eviction;
 mod flights;
 mod manifests;
+mod referrers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -166,6 +167,7 @@ impl Registry {
 fn upstream_error(e: marina_upstream::Error, unknown: impl FnOnce() -> Error) -> Error {
     match e {
         marina_upstream::Error::NotFound(_) => unknown(),
+        invalid @ marina_upstream::Error::Invalid(_) => Error::UpstreamInvalid(invalid.to_string()),
         other => Error::Upstream(other.to_string()),
     }
 }
