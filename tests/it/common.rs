@@ -396,6 +396,12 @@ impl Drop for Process {
     }
 }
 
+/// A port nothing listens on now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    listener.local_addr().expect("addr").port()
+}
+
 /// `len` bytes that never repeat at any power-of-two stride, so a byte sent from the wrong
 /// offset (or a zeroed one) is caught.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use marina_store::s3::{S3Config, S3Store};
 
+use crate::common::free_port;
+
 pub const ACCESS_KEY: &str = "GK31c2f218a2e44f485b94239e";
 pub const SECRET_KEY: &str = "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835";
 pub const BUCKET: &str = "marina";
@@ -24,14 +26,6 @@ pub struct Node {
     pub config: PathBuf,
     pub s3_port: u16,
     process: Mutex<Option<(Child, ChildStdin)>>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn garage_binary() -> String {

@@ -11,11 +11,6 @@ use reqwest::{Method, StatusCode};
 use crate::common::*;
 use crate::garage;
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-    listener.local_addr().expect("addr").port()
-}
-
 /// marina on the filesystem with the operations listener on a port of its own.
 async fn with_metrics(storage: &Path, extra: &[&str]) -> (Process, String) {
     let ops = format!("127.0.0.1:{}", free_port());

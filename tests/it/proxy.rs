@@ -18,6 +18,17 @@ use crate::fake_upstream::{FakeUpstream, PASSWORD, USER};
 const PREFIX: &str = "up.example";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
+/// A marina mirroring `upstream`, trusting tags for a minute and serving the cache when the
+/// upstream fails.
+async fn cached_mirror(upstream: &FakeUpstream) -> Server {
+    mirror(
+        upstream,
+        Duration::from_secs(60),
+        OnUpstreamError::ServeCached,
+    )
+    .await
+}
+
 /// A marina mirroring `upstream` under [`PREFIX`].
 async fn mirror(upstream: &FakeUpstream, tag_ttl: Duration, on_error: OnUpstreamError) -> Server {
     mirror_evicting(upstream, tag_ttl, on_error, None, None).await
@@ -191,12 +202,7 @@ async fn concurrent_pulls_of_a_cold_blob_share_one_upstream_get() {
     let upstream = FakeUpstream::start(false).await;
     let big = noise(24 << 20, 7);
     let digest = upstream.add_blob(&big);
-    let server = mirror(
-        &upstream,
-        Duration::from_secs(60),
-        OnUpstreamError::ServeCached,
-    )
-    .await;
+    let server = cached_mirror(&upstream).await;
     let pulls = (0..20).map(|_| {
         let (http, url) = (
             server.http.clone(),
@@ -308,12 +314,7 @@ async fn with_the_upstream_down_the_cache_serves_and_the_rest_is_503_until_it_re
 async fn a_corrupt_upstream_blob_fails_the_client_and_caches_nothing() {
     let upstream = FakeUpstream::start(false).await;
     let image = publish(&upstream, "app", Some("v1"), 50);
-    let server = mirror(
-        &upstream,
-        Duration::from_secs(60),
-        OnUpstreamError::ServeCached,
-    )
-    .await;
+    let server = cached_mirror(&upstream).await;
     let (digest, bytes) = &image.blobs[1];
     upstream.corrupt_blobs(true);
     let response = server
@@ -340,12 +341,7 @@ async fn a_corrupt_upstream_blob_fails_the_client_and_caches_nothing() {
 #[tokio::test]
 async fn what_the_upstream_lacks_is_unknown_here() {
     let upstream = FakeUpstream::start(false).await;
-    let server = mirror(
-        &upstream,
-        Duration::from_secs(60),
-        OnUpstreamError::ServeCached,
-    )
-    .await;
+    let server = cached_mirror(&upstream).await;
     let response = server
         .get(&format!("/v2/{PREFIX}/app/manifests/nope"))
         .await;
@@ -365,12 +361,7 @@ async fn what_the_upstream_lacks_is_unknown_here() {
 async fn writes_under_the_prefix_are_refused_and_other_repositories_take_pushes() {
     let upstream = FakeUpstream::start(false).await;
     let image = publish(&upstream, "app", Some("v1"), 60);
-    let server = mirror(
-        &upstream,
-        Duration::from_secs(60),
-        OnUpstreamError::ServeCached,
-    )
-    .await;
+    let server = cached_mirror(&upstream).await;
     pull(&server, "app", "v1", &image).await;
     let attempts = [
         (Method::POST, format!("/v2/{PREFIX}/app/blobs/uploads/")),
@@ -394,12 +385,7 @@ async fn writes_under_the_prefix_are_refused_and_other_repositories_take_pushes(
 async fn the_ns_parameter_puts_a_request_under_its_proxy() {
     let upstream = FakeUpstream::start(false).await;
     let image = publish(&upstream, "library/app", Some("v1"), 70);
-    let server = mirror(
-        &upstream,
-        Duration::from_secs(60),
-        OnUpstreamError::ServeCached,
-    )
-    .await;
+    let server = cached_mirror(&upstream).await;
     let response = server
         .get(&format!("/v2/library/app/manifests/v1?ns={PREFIX}"))
         .await;
@@ -566,12 +552,7 @@ async fn a_manifest_too_large_or_not_matching_its_digest_is_refused_and_not_cach
     upstream.add_manifest_under("app", "huge", OCI_MANIFEST, huge.as_bytes());
     let lying = sha256(b"another manifest");
     upstream.add_manifest_under("app", &lying, OCI_MANIFEST, &image.body);
-    let server = mirror(
-        &upstream,
-        Duration::from_secs(60),
-        OnUpstreamError::ServeCached,
-    )
-    .await;
+    let server = cached_mirror(&upstream).await;
 
     let response = server
         .get(&format!("/v2/{PREFIX}/app/manifests/huge"))
@@ -605,12 +586,7 @@ async fn referrers_are_listed_from_the_upstream_fetched_on_demand_and_cached_for
         image.body.len()
     );
     let signed = upstream.add_manifest("app", None, OCI_MANIFEST, signature.as_bytes());
-    let server = mirror(
-        &upstream,
-        Duration::from_secs(60),
-        OnUpstreamError::ServeCached,
-    )
-    .await;
+    let server = cached_mirror(&upstream).await;
     let listed = |server: &Server, filter: &'static str| {
         let path = format!("/v2/{PREFIX}/app/referrers/{}{filter}", image.manifest);
         let (http, url) = (server.http.clone(), server.url(&path));

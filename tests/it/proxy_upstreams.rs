@@ -11,14 +11,9 @@ use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use sha2::Digest as _;
 
-use crate::common::{OCI_MANIFEST, Process, descriptor, image_manifest, noise, sha256};
+use crate::common::{OCI_MANIFEST, Process, descriptor, free_port, image_manifest, noise, sha256};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-    listener.local_addr().expect("addr").port()
-}
 
 /// A client sending Basic credentials with every request.
 fn signed_in(user: &str, password: &str) -> reqwest::Client {
@@ -333,21 +328,20 @@ async fn mirrors_a_token_marina_a_basic_distribution_and_an_anonymous_marina_at_
         "anon.local/public/app",
     ];
 
-    let before = (
-        marina_gets(&tokens_ops).await,
-        dist.gets(),
-        marina_gets(&anon_ops).await,
-    );
+    let counts = || async {
+        (
+            marina_gets(&tokens_ops).await,
+            dist.gets(),
+            marina_gets(&anon_ops).await,
+        )
+    };
+    let before = counts().await;
     for (name, image) in names.iter().zip(&images) {
         pull_all(&mirror.base, name, image).await;
     }
     // Distribution logs a request once its handler returns, a moment after the last byte.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cold = (
-        marina_gets(&tokens_ops).await,
-        dist.gets(),
-        marina_gets(&anon_ops).await,
-    );
+    let cold = counts().await;
     // An index, two manifests, four blobs: each fetched once.
     assert_eq!(cold.0 - before.0, 7, "token marina");
     assert_eq!(cold.1 - before.1, 7, "Distribution");
@@ -356,11 +350,7 @@ async fn mirrors_a_token_marina_a_basic_distribution_and_an_anonymous_marina_at_
         pull_all(&mirror.base, name, image).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let warm = (
-        marina_gets(&tokens_ops).await,
-        dist.gets(),
-        marina_gets(&anon_ops).await,
-    );
+    let warm = counts().await;
     assert_eq!(warm, cold, "a warm pull sends no upstream a GET");
     let metrics = reqwest::get(format!("http://{mirror_ops}/metrics"))
         .await
@@ -475,35 +465,31 @@ fn bad_proxy_settings_stop_start_up_naming_the_entry_and_key() {
             "max_age = \"0\"",
         ),
     ];
-    for (entry, named) in cases {
+    // Starts marina with `toml` as its file; returns whether it failed, and its stderr.
+    let start = |toml: String| {
         let config = dir.path().join("marina.toml");
-        std::fs::write(&config, format!("[[proxy]]\n{entry}\n")).unwrap();
+        std::fs::write(&config, toml).unwrap();
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
             .args(["--storage-path", dir.path().join("data").to_str().unwrap()])
             .args(["--config", config.to_str().unwrap()])
             .env_remove("MARINA_CONFIG")
             .output()
             .unwrap();
-        let said = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{entry}: started");
+        let said = String::from_utf8_lossy(&output.stderr).into_owned();
+        (!output.status.success(), said)
+    };
+    for (entry, named) in cases {
+        let (failed, said) = start(format!("[[proxy]]\n{entry}\n"));
+        assert!(failed, "{entry}: started");
         assert!(
             said.contains("[[proxy]]") && said.contains(named),
             "{entry}: {said}"
         );
     }
-    let config = dir.path().join("twice.toml");
-    std::fs::write(
-        &config,
-        "[[proxy]]\nprefix = \"a.io\"\nremote = \"http://x\"\n[[proxy]]\nprefix = \"a.io\"\nremote = \"http://y\"\n",
-    )
-    .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
-        .args(["--storage-path", dir.path().join("data").to_str().unwrap()])
-        .args(["--config", config.to_str().unwrap()])
-        .env_remove("MARINA_CONFIG")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stderr);
+    let twice = "[[proxy]]\nprefix = \"a.io\"\nremote = \"http://x\"\n\
+                 [[proxy]]\nprefix = \"a.io\"\nremote = \"http://y\"\n";
+    let (failed, said) = start(twice.to_owned());
+    assert!(failed);
     assert!(
         said.contains("[[proxy]] 2 (a.io): prefix \"a.io\" overlaps"),
         "{said}"
