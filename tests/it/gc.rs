@@ -359,19 +359,17 @@ async fn a_blob_headed_within_the_grace_period_outlives_it_until_its_manifest_co
     );
 }
 
-/// `marina gc` asks the server that holds the folder; `--dry-run` changes nothing; a run cut by
-/// `kill -9` in its sweep leaves a store the next run finishes.
-#[tokio::test]
-async fn marina_gc_asks_the_server_and_survives_kill_9_in_the_sweep() {
-    let dir = tempfile::tempdir().unwrap();
-    let args = ["--gc-interval", "0", "--gc-grace", "1s"];
-    let server = Process::start(dir.path(), &args).await;
-    let client = reqwest::Client::new();
+/// Pushes `count` images into `bulk/app` and deletes three in four; returns the kept images and
+/// every key they leave (sorted, as the store lists them relative to its root).
+async fn load_bulk(
+    client: &reqwest::Client,
+    base: &str,
+    count: usize,
+) -> (Vec<Pushed>, Vec<String>) {
     let mut kept = Vec::new();
     let mut expected = vec!["catalog/bulk/app/_repo".to_owned()];
-    // Enough garbage (3,000 objects) that the sweep lasts long past the kill.
-    let pushes = (0..1000).map(|i| {
-        let (client, base) = (client.clone(), server.base.clone());
+    let pushes = (0..count).map(|i| {
+        let (client, base) = (client.clone(), base.to_owned());
         async move {
             (
                 i,
@@ -386,7 +384,7 @@ async fn marina_gc_asks_the_server_and_survives_kill_9_in_the_sweep() {
     for (i, image) in images {
         let tag = format!("t{i}");
         if i % 4 != 0 {
-            let url = format!("{}/v2/bulk/app/manifests/{}", server.base, image.digest);
+            let url = format!("{base}/v2/bulk/app/manifests/{}", image.digest);
             assert_eq!(
                 client.delete(url).send().await.unwrap().status(),
                 StatusCode::ACCEPTED
@@ -406,16 +404,13 @@ async fn marina_gc_asks_the_server_and_survives_kill_9_in_the_sweep() {
         kept.push(image);
     }
     expected.sort();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let before = files(dir.path());
-    let dry = marina_gc(dir.path(), &server.base, true);
-    assert!(dry["dry_run"].as_bool().unwrap());
-    assert_eq!(dry["doomed"].as_array().unwrap().len(), 750 * 5, "{dry}");
-    assert_eq!(files(dir.path()), before, "a dry run deletes nothing");
+    (kept, expected)
+}
 
-    // Start a run through the admin endpoint and kill the server once it sweeps.
+/// Starts a run through the admin endpoint and waits for its progress to reach `phase`.
+async fn run_until(client: &reqwest::Client, base: &str, phase: &str) -> reqwest::Response {
     let mut run = client
-        .post(format!("{}/admin/gc", server.base))
+        .post(format!("{base}/admin/gc"))
         .send()
         .await
         .unwrap();
@@ -424,12 +419,34 @@ async fn marina_gc_asks_the_server_and_survives_kill_9_in_the_sweep() {
             .chunk()
             .await
             .unwrap()
-            .expect("progress lines until the sweep");
-        if String::from_utf8_lossy(&chunk).contains("\"sweeping\"") {
-            break;
+            .unwrap_or_else(|| panic!("progress lines until {phase}"));
+        if String::from_utf8_lossy(&chunk).contains(&format!("\"{phase}\"")) {
+            return run;
         }
     }
+}
+
+/// `marina gc` asks the server that holds the folder; `--dry-run` changes nothing; a run cut by
+/// `kill -9` in its sweep leaves a store the next run finishes.
+#[tokio::test]
+async fn marina_gc_asks_the_server_and_survives_kill_9_in_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--gc-interval", "0", "--gc-grace", "1s"];
+    let server = Process::start(dir.path(), &args).await;
+    let client = reqwest::Client::new();
+    // Enough garbage (3,000 objects) that the sweep lasts long past the kill.
+    let (kept, expected) = load_bulk(&client, &server.base, 1000).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = files(dir.path());
+    let dry = marina_gc(dir.path(), &server.base, true);
+    assert!(dry["dry_run"].as_bool().unwrap());
+    assert_eq!(dry["doomed"].as_array().unwrap().len(), 750 * 5, "{dry}");
+    assert_eq!(files(dir.path()), before, "a dry run deletes nothing");
+
+    // Start a run through the admin endpoint and kill the server once it sweeps.
+    let run = run_until(&client, &server.base, "sweeping").await;
     server.signal("KILL");
+    drop(run);
     drop(server);
     let cut_short = files(dir.path()).len();
     assert!(
@@ -449,6 +466,54 @@ async fn marina_gc_asks_the_server_and_survives_kill_9_in_the_sweep() {
         .into_iter()
         .filter(|f| !f.starts_with("gc/sweeps/"))
         .collect();
+    assert_eq!(left, expected, "exactly the kept images remain");
+}
+
+/// On S3, `marina gc` runs in its own process beside the servers. A run killed (`kill -9`) once
+/// it published its sweep leaves a bucket that the next run finishes.
+#[tokio::test]
+async fn on_garage_a_run_killed_after_publishing_its_sweep_is_finished_by_the_next() {
+    let node = crate::garage::shared();
+    let prefix = crate::garage::unique_prefix("gc-kill");
+    let env = crate::garage::s3_env(&node.endpoint(), &prefix);
+    let args: Vec<String> = ["--gc-interval", "0", "--gc-grace", "1s"]
+        .map(str::to_owned)
+        .to_vec();
+    let server = Process::spawn(&args, &env).await;
+    let client = reqwest::Client::new();
+    let (kept, expected) = load_bulk(&client, &server.base, 120).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let run = run_until(&client, &server.base, "settling").await;
+    server.signal("KILL");
+    drop((run, server));
+
+    let server = Process::spawn(&args, &env).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marina"))
+        .args(["gc", "--gc-grace", "1s"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("MARINA_CONFIG")
+        .output()
+        .expect("marina gc");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
+    assert_eq!(report["objects_freed"], 90 * 5, "{report}");
+    for image in &kept {
+        let url = format!("{}/v2/bulk/app/manifests/{}", server.base, image.digest);
+        let got = client.get(url).send().await.unwrap().bytes().await.unwrap();
+        assert_eq!(&got[..], &image.bytes[..]);
+    }
+    let store = crate::garage::store(&node.endpoint(), &prefix).await;
+    let mut left: Vec<String> = crate::gc_storm::s3_keys(&store)
+        .await
+        .into_iter()
+        .filter(|k| !k.starts_with("gc/sweeps/"))
+        .collect();
+    left.sort();
     assert_eq!(left, expected, "exactly the kept images remain");
 }
 

@@ -321,7 +321,7 @@ fn fs_keys(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Every key under a store's registry prefixes.
-async fn s3_keys(store: &marina_store::s3::S3Store) -> Vec<String> {
+pub(crate) async fn s3_keys(store: &marina_store::s3::S3Store) -> Vec<String> {
     use marina_store::Store as _;
     let mut keys = Vec::new();
     for prefix in ["blobs/", "repos/", "catalog/", "uploading/", "gc/"] {
