@@ -52,10 +52,15 @@ impl Registry {
             return Ok(());
         }
         let link = keys::manifest_link(repo, digest);
+        let stale = |current: &Stamped| current.age(stamp::now_ms()) > every;
+        // Most hits find a fresh stamp: only a renewal pays for the guard (a sweep listing).
+        if !self.read_link(&link).await?.is_some_and(|c| stale(&c)) {
+            return Ok(());
+        }
         let relied = [keys::blob(digest), link.clone(), keys::catalog_entry(repo)];
         self.guarded(&relied, || async {
             match self.read_link(&link).await? {
-                Some(current) if current.age(stamp::now_ms()) > every => Ok(self
+                Some(current) if stale(&current) => Ok(self
                     .store
                     .put(&link, stamp::encode(&current.payload))
                     .await?),

@@ -27,7 +27,7 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    /// The failure of `e`, where `unknown` is how a 404 reads.
+    /// The failure of `e`, kept for every waiter.
     pub(crate) fn of(e: crate::Error) -> Self {
         use crate::Error as E;
         match e {
